@@ -1,0 +1,222 @@
+"""The ``xlspec`` command line.
+
+Only argparse is imported at start-up: ``xlspec --help`` and ``xlspec compile`` never import
+torch, ray or vllm (the runtime is imported by ``run`` and ``report`` alone).
+
+Exit status: 0 success; 1 a run or check that found differences or failures; 2 the input has
+errors (diagnostics were printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+
+EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="xlspec",
+        description="Compile cross-lingual LLM evaluation specs (.xls) into plans, and run them.",
+        epilog="Typical use: xlspec compile && xlspec run. See README.md.",
+    )
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"xlspec {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    c = sub.add_parser("compile", help="check specs and write build/<experiment>.plan.json")
+    c.add_argument("files", nargs="*", help="spec files (default: every specs/*.xls that declares an experiment)")
+    c.add_argument("-o", "--out-dir", default="build", help="where plans are written (default: build)")
+    c.add_argument("--format", choices=("text", "json"), default="text", help="diagnostics as text or JSON")
+    c.add_argument("--check", action="store_true", help="only check; write no plan")
+
+    f = sub.add_parser("fmt", help="rewrite specs in the canonical layout (comments kept)")
+    f.add_argument("files", nargs="*", help="spec files (default: specs/**/*.xls)")
+    f.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is not formatted")
+
+    d = sub.add_parser("diff", help="what changes between two specs or two plans")
+    d.add_argument("old", help="a spec (.xls) or a plan (.plan.json)")
+    d.add_argument("new", help="a spec (.xls) or a plan (.plan.json)")
+    d.add_argument("--format", choices=("text", "json"), default="text")
+
+    r = sub.add_parser("run", help="run compiled plans on Ray (every plan in build/ that is not complete)")
+    r.add_argument("plans", nargs="*", help="plan files (default: build/*.plan.json)")
+    r.add_argument("--limit", type=int, default=None, help="only the first N items of each cell")
+    r.add_argument("--address", default=None, help="join an existing Ray cluster (default: start a local one)")
+    r.add_argument("--runs-dir", default="runs", help="where results go (default: runs)")
+    r.add_argument("--store", default=None, help="the shared request cache (default: <runs-dir>/.store)")
+    r.add_argument("--engine", choices=("hf", "vllm"), default=None, help="override every model's engine")
+    r.add_argument("--no-report", action="store_true", help="skip metrics and reports")
+
+    rep = sub.add_parser("report", help="recompute metrics and re-render reports from stored results")
+    rep.add_argument("runs", nargs="*", help="run folders (default: every folder in runs/)")
+    rep.add_argument("--runs-dir", default="runs")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return EXIT_OK
+    try:
+        if args.command == "compile":
+            return cmd_compile(args)
+        if args.command == "fmt":
+            return cmd_fmt(args)
+        if args.command == "diff":
+            return cmd_diff(args)
+        if args.command == "run":
+            from .runtime.cli import cmd_run
+
+            return cmd_run(args)
+        if args.command == "report":
+            from .runtime.cli import cmd_report
+
+            return cmd_report(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return EXIT_OK
+
+
+def _color() -> bool:
+    return sys.stderr.isatty() and os.environ.get("NO_COLOR") is None
+
+
+def _print_diagnostics(diags, sources, fmt: str) -> None:
+    from .diagnostics import render_json, render_text
+
+    items = diags.sorted()
+    if fmt == "json":
+        print(render_json(items))
+    elif items:
+        sys.stderr.write(render_text(items, sources, color=_color()))
+        n = len([d for d in items if d.severity == "error"])
+        if n:
+            sys.stderr.write(f"{n} error{'s' if n != 1 else ''}\n")
+
+
+def default_specs() -> list[str]:
+    """specs/*.xls that declare an experiment (files only imported by others are skipped)."""
+    import re
+
+    out = []
+    for path in sorted(glob.glob(os.path.join("specs", "*.xls"))):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            if re.search(r"^experiment\s", f.read(), re.MULTILINE):
+                out.append(path)
+    return out
+
+
+def compile_spec(path: str, out_dir: str):
+    """Check and expand one spec.  Returns (plan or None, CheckResult)."""
+    from .check import check_file
+    from .expand import expand
+
+    result = check_file(path)
+    if result.spec is None:
+        return None, result
+    return expand(result.spec, result.records, os.path.abspath(out_dir)), result
+
+
+def cmd_compile(args) -> int:
+    from . import plan as planmod
+    from .diagnostics import Diagnostics, SourceCache
+
+    files = args.files or default_specs()
+    if not files:
+        print("no specs found: give spec files, or put them in specs/*.xls", file=sys.stderr)
+        return EXIT_INPUT
+    status = EXIT_OK
+    all_diags, sources = Diagnostics(), SourceCache()
+    seen: dict[str, str] = {}
+    summaries = []
+    for path in files:
+        plan, result = compile_spec(path, args.out_dir)
+        all_diags.extend(result.diagnostics)
+        sources.texts.update(result.sources.texts)
+        if plan is None:
+            status = EXIT_INPUT
+            continue
+        exp = plan["experiment"]
+        if exp in seen:
+            from .diagnostics import Span
+
+            all_diags.error("E004", f"experiment `{exp}` is also declared in {seen[exp]}; plans would collide in {args.out_dir}/", Span.point(path, 1, 1))
+            status = EXIT_INPUT
+            continue
+        seen[exp] = path
+        out = os.path.join(args.out_dir, f"{exp}.plan.json")
+        if not args.check:
+            planmod.write(plan, out)
+        summaries.append((out, plan["totals"]))
+    _print_diagnostics(all_diags, sources, args.format)
+    if args.format == "text":
+        for out, t in summaries:
+            verb = "checked" if args.check else "wrote"
+            print(
+                f"{verb} {out}: {t['cells']:,} cells, {t['requests']:,} requests "
+                f"(~{t['prompt_tokens']:,} prompt + {t['output_tokens']:,} output tokens), "
+                f"{len(t['languages'])} languages ({', '.join(t['languages'][:8])}{', ...' if len(t['languages']) > 8 else ''}), "
+                f"{len(t['models'])} model{'s' if len(t['models']) != 1 else ''} ({', '.join(t['models'])})"
+            )
+    return status
+
+
+def cmd_fmt(args) -> int:
+    from .diagnostics import Diagnostics, SourceCache
+    from .fmt import format_source
+
+    files = args.files or sorted(glob.glob(os.path.join("specs", "**", "*.xls"), recursive=True))
+    diags, sources = Diagnostics(), SourceCache()
+    unformatted = []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            print(f"{path}: cannot read: {e.strerror}", file=sys.stderr)
+            return EXIT_INPUT
+        sources.add(path, text)
+        out = format_source(text, path, diags)
+        if out is None:
+            continue
+        if out != text:
+            unformatted.append(path)
+            if not args.check:
+                with open(path, "w", encoding="utf-8", newline="\n") as f:
+                    f.write(out)
+    _print_diagnostics(diags, sources, "text")
+    if diags.has_errors():
+        return EXIT_INPUT
+    for path in unformatted:
+        print(f"{'would reformat' if args.check else 'reformatted'} {path}")
+    if args.check and unformatted:
+        return EXIT_FAIL
+    if not unformatted:
+        print(f"{len(files)} file{'s' if len(files) != 1 else ''} already formatted")
+    return EXIT_OK
+
+
+def cmd_diff(args) -> int:
+    from .diff import diff_plans, load_side, render_diff_json, render_diff_text
+
+    plans = []
+    for side in (args.old, args.new):
+        plan, result = load_side(side)
+        if plan is None:
+            _print_diagnostics(result.diagnostics, result.sources, "text")
+            return EXIT_INPUT
+        plans.append(plan)
+    d = diff_plans(plans[0], plans[1])
+    print(render_diff_json(d) if args.format == "json" else render_diff_text(d, args.old, args.new), end="")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

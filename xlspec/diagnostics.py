@@ -1,0 +1,188 @@
+"""Located diagnostics, collected rather than raised one by one.
+
+A :class:`Diagnostic` has a subject span (what the caret points at) and optionally a context
+span (the declaration it sits in), a one-line summary, and an optional ``did you mean`` hint.
+Every phase appends to a :class:`Diagnostics` list; the CLI prints them all at the end as
+``file:line:col``, the source line and a caret, or as JSON with ``--format json``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Span:
+    """A range in a source file; 1-based lines and columns, end exclusive."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    @classmethod
+    def point(cls, file: str, line: int, col: int, width: int = 1) -> "Span":
+        return cls(file, line, col, line, col + max(width, 1))
+
+    def to_json(self) -> dict:
+        return {"file": self.file, "line": self.line, "col": self.col, "end_line": self.end_line, "end_col": self.end_col}
+
+
+@dataclass
+class Diagnostic:
+    code: str
+    message: str
+    span: Span | None
+    severity: str = "error"
+    hint: str | None = None
+    context: Span | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "span": self.span.to_json() if self.span else None,
+            "context": self.context.to_json() if self.context else None,
+            "hint": self.hint,
+            "notes": list(self.notes),
+        }
+
+
+# The error kinds the checker reports, with a stable code each (documented in docs/diagnostics.md).
+CODES = {
+    "E001": "syntax error",
+    "E002": "unknown language code",
+    "E003": "undefined name",
+    "E004": "duplicate name",
+    "E005": "framing is missing a language",
+    "E006": "template placeholder has no source",
+    "E007": "unknown metric",
+    "E008": "wrong metric arguments",
+    "E009": "metric does not fit the answer kind",
+    "E010": "dataset file missing",
+    "E011": "dataset lacks a mapped field",
+    "E012": "import cycle",
+    "E013": "invalid declaration",
+    "E014": "invalid setting",
+    "E015": "bad data file",
+    "E016": "empty cross product",
+}
+
+
+class Diagnostics:
+    """An ordered collection; ``error()`` appends and returns nothing, so checking goes on."""
+
+    def __init__(self) -> None:
+        self.items: list[Diagnostic] = []
+
+    def add(self, diag: Diagnostic) -> None:
+        self.items.append(diag)
+
+    def error(self, code: str, message: str, span: Span | None, *, hint: str | None = None, context: Span | None = None, notes: Iterable[str] = ()) -> None:
+        self.items.append(Diagnostic(code, message, span, "error", hint, context, list(notes)))
+
+    def warning(self, code: str, message: str, span: Span | None, *, hint: str | None = None) -> None:
+        self.items.append(Diagnostic(code, message, span, "warning", hint))
+
+    def extend(self, other: "Diagnostics") -> None:
+        self.items.extend(other.items)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.severity == "error"]
+
+    def has_errors(self) -> bool:
+        return any(d.severity == "error" for d in self.items)
+
+    def sorted(self) -> list[Diagnostic]:
+        def key(d: Diagnostic):
+            s = d.span
+            return (s.file, s.line, s.col) if s else ("", 0, 0)
+
+        # Stable: diagnostics at the same place keep the order they were found in.
+        return sorted(self.items, key=key)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+class CompileError(Exception):
+    """Raised by a phase that cannot go on; carries everything collected so far."""
+
+    def __init__(self, diagnostics: Diagnostics):
+        super().__init__(f"{len(diagnostics.errors)} error(s)")
+        self.diagnostics = diagnostics
+
+
+def suggest(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The closest candidate, for ``did you mean``; case-insensitive, deterministic."""
+    pool = sorted(set(candidates))
+    lowered = {c.lower(): c for c in pool}
+    if word.lower() in lowered and lowered[word.lower()] != word:
+        return lowered[word.lower()]
+    found = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=cutoff)
+    return lowered[found[0]] if found else None
+
+
+class SourceCache:
+    """Source texts by file name, for printing the offending line."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+
+    def add(self, file: str, text: str) -> None:
+        self.texts[file] = text
+
+    def line(self, file: str, line: int) -> str | None:
+        text = self.texts.get(file)
+        if text is None:
+            try:
+                with open(file, encoding="utf-8", errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                return None
+            self.texts[file] = text
+        lines = text.splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else None
+
+
+def render_text(diags: Iterable[Diagnostic], sources: SourceCache, color: bool = False) -> str:
+    out: list[str] = []
+    for d in diags:
+        red, bold, dim, reset = ("\033[31m", "\033[1m", "\033[2m", "\033[0m") if color else ("", "", "", "")
+        label = f"{d.severity}[{d.code}]"
+        if d.span is None:
+            out.append(f"{bold}{red}{label}{reset}: {d.message}")
+        else:
+            s = d.span
+            out.append(f"{bold}{s.file}:{s.line}:{s.col}: {red}{label}{reset}{bold}: {d.message}{reset}")
+            src = sources.line(s.file, s.line)
+            if src is not None:
+                gutter = str(s.line)
+                pad = " " * len(gutter)
+                width = (s.end_col - s.col) if s.end_line == s.line else len(src) - s.col + 1
+                width = max(1, width)
+                # Columns count characters; tabs are shown as one space so the caret lines up.
+                shown = src.replace("\t", " ")
+                out.append(f"{dim}{pad} |{reset}")
+                out.append(f"{dim}{gutter} |{reset} {shown}")
+                out.append(f"{dim}{pad} |{reset} {' ' * (s.col - 1)}{red}{'^' * width}{reset}")
+        if d.hint:
+            out.append(f"  = help: {d.hint}")
+        for note in d.notes:
+            out.append(f"  = note: {note}")
+        out.append("")
+    return "\n".join(out)
+
+
+def render_json(diags: Iterable[Diagnostic]) -> str:
+    return json.dumps({"diagnostics": [d.to_json() for d in diags]}, ensure_ascii=False, indent=2, sort_keys=True)

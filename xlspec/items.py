@@ -1,0 +1,152 @@
+"""Which items a cell asks about, and what a prompt is filled with.
+
+Shared by the compiler (item counts and estimates) and the runtime (the requests), so both
+select exactly the same items.  Works on the plan's dataset entry (a plain dict) and the
+records of :mod:`xlspec.data`.
+
+Filters are JSON-able trees:
+``["field", name]``, ``["const", value]``, ``[op, left, right]`` for ``== != < <= > >= in``
+``not in and or``, and ``["not", x]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .data import Record
+from .prompt import format_options, option_labels
+
+# Mapping names with a meaning of their own; every other mapped name is a template field.
+SPECIAL_FIELDS = frozenset({"id", "gold", "targets", "human", "partition", "language"})
+
+
+def evaluate(expr: Any, fields: dict) -> Any:
+    op = expr[0]
+    if op == "field":
+        return fields.get(expr[1])
+    if op == "const":
+        return expr[1]
+    if op == "not":
+        return not evaluate(expr[1], fields)
+    if op == "and":
+        return bool(evaluate(expr[1], fields)) and bool(evaluate(expr[2], fields))
+    if op == "or":
+        return bool(evaluate(expr[1], fields)) or bool(evaluate(expr[2], fields))
+    left, right = evaluate(expr[1], fields), evaluate(expr[2], fields)
+    if op in ("in", "not in"):
+        inside = isinstance(right, (list, tuple, str)) and left in right
+        return inside if op == "in" else not inside
+    if op == "==":
+        return _same(left, right)
+    if op == "!=":
+        return not _same(left, right)
+    try:
+        return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+    except TypeError:
+        return False
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) == float(b)
+    return a == b
+
+
+def _resolve(fields: dict, mapping: dict, language: str, country: str | None) -> Any:
+    source, index = mapping["source"], mapping.get("index")
+    if isinstance(source, list):
+        return [fields.get(s) for s in source]
+    value = fields.get(source)
+    if index == "lang":
+        return value.get(language) if isinstance(value, dict) else None
+    if index == "country":
+        return value.get(country) if isinstance(value, dict) and country else None
+    return value
+
+
+def available(record: Record, dataset: dict, language: str) -> bool:
+    """An item exists in a language when every per-language field has a value for it (wide
+    layout), or its language column says that language (long layout)."""
+    fields = dataset["fields"]
+    lang_col = fields.get("language")
+    if lang_col is not None:
+        return record.fields.get(lang_col["source"]) == language
+    for mapping in fields.values():
+        if mapping.get("index") == "lang":
+            value = record.fields.get(mapping["source"])
+            if not isinstance(value, dict) or value.get(language) in (None, "", []):
+                return False
+    return True
+
+
+def select(records: list[Record], dataset: dict, language: str, partition: str | None, filters: list[Any], limit: int | None) -> list[Record]:
+    part = dataset["fields"].get("partition")
+    out = []
+    for r in records:
+        if not available(r, dataset, language):
+            continue
+        if partition is not None and part is not None and str(r.fields.get(part["source"])) != partition:
+            continue
+        if any(f is not None and not evaluate(f, r.fields) for f in filters):
+            continue
+        out.append(r)
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+@dataclass
+class ItemView:
+    item_id: str
+    values: dict[str, str]
+    """What the template's placeholders are filled with (fields of the item)."""
+    labels: list[str]
+    gold: str | None
+    targets: list[str]
+    human: dict[str, float] | None
+    line: int
+
+
+def view(record: Record, dataset: dict, language: str, country: str | None) -> ItemView:
+    fields = dataset["fields"]
+    values: dict[str, str] = {}
+    labels: list[str] = []
+    for name, mapping in fields.items():
+        if name in SPECIAL_FIELDS:
+            continue
+        value = _resolve(record.fields, mapping, language, country)
+        if name == "options":
+            opts = [str(v) for v in (value or []) if v is not None]
+            labels = option_labels(len(opts), dataset.get("labels", "letters"))
+            values["options"] = format_options(opts, labels)
+            values["option_texts"] = "\n".join(opts)
+            continue
+        values[name] = "" if value is None else str(value)
+    item_id = str(_resolve(record.fields, fields["id"], language, country)) if "id" in fields else str(record.line)
+    gold = _resolve(record.fields, fields["gold"], language, country) if "gold" in fields else None
+    gold = _gold_label(gold, labels)
+    if "targets" in fields:
+        raw = _resolve(record.fields, fields["targets"], language, country)
+        targets = [str(t) for t in raw] if isinstance(raw, list) else ([str(raw)] if raw is not None else [])
+    else:
+        targets = [gold] if gold is not None else []
+    human = None
+    if "human" in fields:
+        raw = _resolve(record.fields, fields["human"], language, country)
+        if isinstance(raw, dict):
+            human = {str(k): float(v) for k, v in raw.items()}
+        elif isinstance(raw, list) and labels:
+            human = {label: float(v) for label, v in zip(labels, raw)}
+    return ItemView(item_id, values, labels, gold, targets, human, record.line)
+
+
+def _gold_label(gold: Any, labels: list[str]) -> str | None:
+    if gold is None:
+        return None
+    text = str(gold).strip()
+    if labels and text not in labels and isinstance(gold, int) and not isinstance(gold, bool):
+        # A 0-based option index where labels are letters.
+        if 0 <= gold < len(labels) and labels[0] == "A":
+            return labels[gold]
+    return text
