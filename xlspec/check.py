@@ -139,7 +139,7 @@ class _Checker:
         self.decls: dict[str, dict[str, ast.Decl]] = {k: {} for k in KINDS}
         self.decl_dir: dict[int, str] = {}
         self.records: dict[str, list[Record]] = {}
-        self.language_sets: dict[str, list[str]] = {}
+        self.language_sets: dict[str, list[str] | None] = {}
         self.countries: dict[str, dict[str, str]] = {}
         self.datasets: dict[str, DatasetSpec] = {}
         self.models: dict[str, ModelSpec] = {}
@@ -160,6 +160,7 @@ class _Checker:
         experiments = list(self.decls["experiment"].values())
         if not experiments:
             self.err("E013", "no `experiment` declaration", Span.point(self.root.tree.path, 1, 1), hint='start the file with: experiment NAME "Title"')
+        anchor = experiments[0].name.span if experiments else Span.point(self.root.tree.path, 1, 1)
         for name in self.decls["languages"]:
             self._language_set(name, [])
         for d in self.decls["countries"].values():
@@ -182,7 +183,7 @@ class _Checker:
             if s is not None:
                 studies[s.name] = s
         if not self.decls["study"]:
-            self.err("E013", "no `study` declaration: nothing to run", Span.point(self.root.tree.path, 1, 1), hint="add: study main { model = ... dataset = ... language = ... framing = ... }")
+            self.err("E013", "no `study` declaration: nothing to run", anchor, hint="add: study main { model = ... dataset = ... language = ... framing = ... }")
         reports = [r for r in (self._report(d) for d in self.decls["report"].values()) if r]
         if self.diags.has_errors() or not experiments:
             return None
@@ -244,33 +245,37 @@ class _Checker:
 
     # -- languages and countries -------------------------------------------------------
 
-    def _language_set(self, name: str, stack: list[str]) -> list[str]:
+    def _language_set(self, name: str, stack: list[str]) -> list[str] | None:
+        """The codes of a named set; None when its definition had errors (reported once)."""
         if name in self.language_sets:
             return self.language_sets[name]
         d = self.decls["languages"][name]
         if name in stack:
             self.err("E013", f"language set `{name}` is defined in terms of itself", d.name.span)
-            return []
+            return None
         if d.value is None:
-            return []
+            return None
         codes = self._languages(d.value, stack + [name], country=None, allow_native=False)
-        self.language_sets[name] = codes or []
-        return self.language_sets[name]
+        self.language_sets[name] = codes
+        return codes
 
     def _languages(self, expr: ast.Expr, stack: list[str], country: str | None, allow_native: bool, countries: dict[str, str] | None = None) -> list[str] | None:
         """Evaluate a language expression; None after an error (already reported)."""
         if isinstance(expr, ast.ListExpr):
             out: list[str] = []
-            for item in expr.items:
+            failed = False
+            for item in expr.items:  # every item, so every bad code is reported
                 got = self._languages(item, stack, country, allow_native, countries)
                 if got is None:
-                    return None
-                out += [c for c in got if c not in out]
-            return out
+                    failed = True
+                else:
+                    out += [c for c in got if c not in out]
+            return None if failed else out
         if isinstance(expr, ast.Ref) and expr.is_name:
             name = expr.parts[0].text
             if name in self.decls["languages"]:
-                return list(self._language_set(name, stack))
+                codes = self._language_set(name, stack)
+                return None if codes is None else list(codes)
             if name in self.decls["group"]:
                 return self._languages(ast.ListExpr(tuple(self.groups.get(name) or ())), stack, country, allow_native, countries)
             return self._code(expr.parts[0])
@@ -278,7 +283,7 @@ class _Checker:
             return self._code(ast.Ident(expr.value, expr.span))
         if isinstance(expr, ast.BinOp) and expr.op in "+-&":
             left = self._languages(expr.left, stack, country, allow_native, countries)
-            right = self._languages(expr.right, stack, country, allow_native, countries)
+            right = self._languages(expr.right, stack, country, allow_native, countries)  # reported too
             if left is None or right is None:
                 return None
             if expr.op == "+":
@@ -766,6 +771,8 @@ class _Checker:
             span = _string_offset_span(node, text, offset, len(ph) + 2)
             if not is_valid_placeholder(ph):
                 self.err("E006", f"malformed placeholder `{{{ph}}}` in {where}", span, hint="placeholders are {name}; write {{ and }} for literal braces")
+            elif ph == "country" and ph not in provided:
+                self.err("E006", f"placeholder `{{country}}` in {where} needs a country axis", span, hint="set `country = <countries>` in the study")
             elif ph not in provided:
                 self.err("E006", f"placeholder `{{{ph}}}` in {where} has no source", span, hint=_did_you_mean(ph, provided, f"available: {', '.join(sorted(provided))}"))
 
@@ -1034,16 +1041,25 @@ def _filter_fields(f: Any) -> set[str]:
 
 
 def _string_offset_span(node: ast.Expr, text: str, offset: int, width: int) -> Span | None:
-    """The span of text[offset:offset+width] inside a string literal, where the literal has
-    no escapes before it on a single line; otherwise the whole literal."""
+    """The span of ``text[offset:offset+width]`` (decoded text) inside a one-line string
+    literal, mapping escapes back to their source columns; otherwise the whole literal."""
     span = node.span
     if span is None or not isinstance(node, ast.Str):
         return span
     raw = node.raw
-    if raw.startswith('"') and not raw.startswith('"""') and "\\" not in raw[: offset + 1] and span.line == span.end_line:
-        col = span.col + 1 + offset
-        return Span(span.file, span.line, col, span.line, col + width)
-    return span
+    if raw.startswith('"""') or span.line != span.end_line:
+        return span
+    cols: list[int] = []  # source column of each decoded character
+    i, col = 1, span.col + 1
+    while i < len(raw) - 1:
+        step = 6 if raw.startswith("\\u", i) else 2 if raw[i] == "\\" else 1
+        cols.append(col)
+        i += step
+        col += step
+    if offset + width > len(cols):
+        return span
+    start, last = cols[offset], cols[offset + width - 1]
+    return Span(span.file, span.line, start, span.line, last + 1)
 
 
 def _metric_label(name: str, args: dict, by: list[str] | None) -> str:

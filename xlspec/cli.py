@@ -144,7 +144,7 @@ def cmd_compile(args) -> int:
             status = EXIT_INPUT
             continue
         exp = plan["experiment"]
-        if exp in seen:
+        if exp in seen and not args.check:
             from .diagnostics import Span
 
             all_diags.error("E004", f"experiment `{exp}` is also declared in {seen[exp]}; plans would collide in {args.out_dir}/", Span.point(path, 1, 1))

@@ -155,6 +155,9 @@ class SourceCache:
         return lines[line - 1] if 0 < line <= len(lines) else None
 
 
+_MAX_SHOWN = 100
+
+
 def render_text(diags: Iterable[Diagnostic], sources: SourceCache, color: bool = False) -> str:
     out: list[str] = []
     for d in diags:
@@ -173,9 +176,16 @@ def render_text(diags: Iterable[Diagnostic], sources: SourceCache, color: bool =
                 width = max(1, width)
                 # Columns count characters; tabs are shown as one space so the caret lines up.
                 shown = src.replace("\t", " ")
+                col = s.col
+                if len(shown) > _MAX_SHOWN:
+                    # A long line: show a window around the subject.
+                    start = max(0, min(col - 1 - _MAX_SHOWN // 3, len(shown) - _MAX_SHOWN))
+                    shown = ("..." if start else "") + shown[start : start + _MAX_SHOWN] + ("..." if start + _MAX_SHOWN < len(shown) else "")
+                    col = col - start + (3 if start else 0)
+                    width = min(width, _MAX_SHOWN)
                 out.append(f"{dim}{pad} |{reset}")
                 out.append(f"{dim}{gutter} |{reset} {shown}")
-                out.append(f"{dim}{pad} |{reset} {' ' * (s.col - 1)}{red}{'^' * width}{reset}")
+                out.append(f"{dim}{pad} |{reset} {' ' * (col - 1)}{red}{'^' * width}{reset}")
         if d.hint:
             out.append(f"  = help: {d.hint}")
         for note in d.notes:

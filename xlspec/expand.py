@@ -1,10 +1,11 @@
 """Expand phase: a checked spec -> the plan (DESIGN.md, "Plan").
 
 Each cell is one point of the cross product model x dataset x country x language x framing x
-mode x partition x subset x shots x seed.  Its id is a sha256 over everything that changes
-its outputs.  The plan does not list items: it records how a cell selects them (dataset hash,
-mapping, filters, limit) and how many there are, so a study of a million requests still has a
-small plan.
+mode x partition x subset x shots x seed.  What cells share (template texts, sampling, model
+settings, item selection) is stated once in the plan's header; a cell names its axis values
+and carries an id that hashes everything that changes its outputs (see
+:func:`xlspec.plan.cell_parts`).  The plan does not list items: it records how a cell selects
+them and how many there are, so a study of a million requests still has a small plan.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from . import __version__
 from .data import Record
 from .items import available, select
 from .languages import country_name_in, name_in
-from .plan import PLAN_FORMAT, digest
+from .plan import PLAN_FORMAT, cell_id, model_entry, part_digests
 from .prompt import RENDER_VERSION
 from .spec import Spec, StudySpec
 from .syntax import grammar_version
@@ -40,30 +41,10 @@ def expand(spec: Spec, records: dict[str, list[Record]], plan_dir: str) -> dict:
             "labels": ds.labels,
             "scale": list(ds.scale) if ds.scale else None,
         }
-    models = {name: _model_entry(m) for name, m in sorted(spec.models.items())}
-    counter = _ItemCounter(records, datasets)
-    cells: list[dict] = []
-    studies = {}
-    for sname, study in sorted(spec.studies.items()):
-        study_cells = list(_cells(spec, study, datasets, models, counter))
-        cells += study_cells
-        studies[sname] = {
-            "axes": _axes(study),
-            "group_by": study.group_by,
-            "metrics": [m.model_dump(exclude_none=True) for m in study.metrics],
-            "answers": [a.model_dump(exclude_none=True) for a in study.answers],
-            "cells": len(study_cells),
-        }
-    cells.sort(key=lambda c: (c["study"], c["axes"]["model"], c["axes"]["dataset"], c["axes"]["country"] or "", c["axes"]["language"], c["axes"]["framing"], c["axes"]["mode"] or "", c["axes"]["partition"] or "", c["axes"]["subset"] or "", c["axes"]["shots"], c["axes"]["seed"]))
-    totals = {
-        "cells": len(cells),
-        "requests": sum(c["estimate"]["requests"] for c in cells),
-        "prompt_tokens": sum(c["estimate"]["prompt_tokens"] for c in cells),
-        "output_tokens": sum(c["estimate"]["output_tokens"] for c in cells),
-        "languages": sorted({c["axes"]["language"] for c in cells}),
-        "models": sorted({c["axes"]["model"] for c in cells}),
-    }
-    return {
+    used_framings = sorted({f for s in spec.studies.values() for f in s.framings})
+    used_modes = sorted({m for s in spec.studies.values() for m in s.modes})
+    used_models = sorted({m for s in spec.studies.values() for m in s.models})
+    plan: dict[str, Any] = {
         "format": PLAN_FORMAT,
         "experiment": spec.experiment,
         "title": spec.title,
@@ -74,29 +55,55 @@ def expand(spec: Spec, records: dict[str, list[Record]], plan_dir: str) -> dict:
             "imports": [i.model_dump() for i in spec.imports],
         },
         "datasets": datasets,
-        "models": models,
-        "studies": studies,
+        "models": {name: model_entry(spec.models[name]) for name in used_models},
+        "framings": {name: {"templates": spec.framings[name].templates, "system": spec.framings[name].system} for name in used_framings},
+        "modes": {
+            name: {"instruction": m.instruction, "max_tokens": m.max_tokens, "temperature": m.temperature, "top_p": m.top_p}
+            for name, m in ((n, spec.modes[n]) for n in used_modes)
+        },
+        "subsets": {k: v for k, v in sorted(spec.subsets.items())},
         "reports": [{"name": r.name, "template": r.template} for r in spec.reports],
-        "totals": totals,
-        "cells": cells,
     }
-
-
-def _model_entry(m) -> dict:
-    return {
-        "engine": m.engine,
-        "source": m.source,
-        "revision": m.revision,
-        "chat": m.chat,
-        "dtype": m.dtype,
-        "max_model_len": m.max_model_len,
-        "tensor_parallel": m.tensor_parallel,
-        "batch_size": m.batch_size,
+    names: dict[str, dict] = {}
+    studies: dict[str, dict] = {}
+    cells: list[dict] = []
+    counter = _ItemCounter(records, datasets)
+    for sname, study in sorted(spec.studies.items()):
+        langs = sorted({lang for ls in study.languages.values() for lang in ls})
+        for lang in langs:
+            names.setdefault("languages", {})[lang] = name_in(lang, lang)
+        for c in sorted(study.countries or {}):
+            names.setdefault("countries", {})[c] = {lang: country_name_in(c, lang) for lang in sorted(set(study.languages[c]))}
+        studies[sname] = {
+            "axes": _axes(study, langs),
+            "languages_by_country": study.languages if study.countries else None,
+            "answers": [a.model_dump(exclude_none=True) for a in study.answers],
+            "samples": study.samples,
+            "limit": study.limit,
+            "where": study.where,
+            "fewshot": study.fewshot,
+            "group_by": study.group_by,
+            "metrics": [m.model_dump(exclude_none=True) for m in study.metrics],
+        }
+    plan["names"] = names
+    plan["studies"] = studies
+    for sname in sorted(spec.studies):
+        study_cells = list(_cells(plan, spec.studies[sname], counter))
+        studies[sname]["cells"] = len(study_cells)
+        cells += study_cells
+    plan["totals"] = {
+        "cells": len(cells),
+        "requests": sum(c["estimate"]["requests"] for c in cells),
+        "prompt_tokens": sum(c["estimate"]["prompt_tokens"] for c in cells),
+        "output_tokens": sum(c["estimate"]["output_tokens"] for c in cells),
+        "languages": sorted({c["axes"]["language"] for c in cells}),
+        "models": sorted({c["axes"]["model"] for c in cells}),
     }
+    plan["cells"] = cells
+    return plan
 
 
-def _axes(study: StudySpec) -> dict[str, list]:
-    langs = sorted({lang for ls in study.languages.values() for lang in ls})
+def _axes(study: StudySpec, langs: list[str]) -> dict[str, list]:
     axes: dict[str, list] = {"model": study.models, "dataset": study.datasets, "language": langs, "framing": study.framings}
     if study.countries:
         axes["country"] = sorted(study.countries)
@@ -106,7 +113,7 @@ def _axes(study: StudySpec) -> dict[str, list]:
         axes["partition"] = study.partitions
     if study.subsets:
         axes["subset"] = study.subsets
-    if len(study.shots) > 1 or study.shots != [0]:
+    if study.shots != [0]:
         axes["shots"] = study.shots
     if len(study.seeds) > 1:
         axes["seed"] = study.seeds
@@ -114,15 +121,15 @@ def _axes(study: StudySpec) -> dict[str, list]:
 
 
 class _ItemCounter:
-    """Item counts and mean field lengths, memoised per selection (not per cell)."""
+    """Item counts and mean text lengths, memoised per selection (not per cell)."""
 
     def __init__(self, records: dict[str, list[Record]], datasets: dict[str, dict]):
         self.records = records
         self.datasets = datasets
         self.cache: dict[Any, tuple[int, int]] = {}
 
-    def count(self, dataset: str, language: str, partition: str | None, filters: list, limit: int | None) -> tuple[int, int]:
-        key = (dataset, language, partition, digest(filters), limit)
+    def count(self, selection_digest: str, language: str, dataset: str, partition: str | None, filters: list, limit: int | None) -> tuple[int, int]:
+        key = (selection_digest, language)
         hit = self.cache.get(key)
         if hit is None:
             ds = self.datasets[dataset]
@@ -158,74 +165,36 @@ def _text_chars(r: Record, ds: dict, language: str) -> int:
     return n
 
 
-def _cells(spec: Spec, study: StudySpec, datasets: dict, models: dict, counter: _ItemCounter):
+def _cells(plan: dict, study: StudySpec, counter: _ItemCounter):
     countries = sorted(study.countries) if study.countries else [None]
     modes = study.modes or [None]
     partitions = study.partitions or [None]
     subsets = study.subsets or [None]
+    parts_cache: dict = {}
+    srec = plan["studies"][study.name]
+    answers = srec["answers"]
     for model, dataset, country in product(study.models, study.datasets, countries):
         langs = study.languages[country or ""]
         for language, framing, mode, partition, subset, shots, seed in product(langs, study.framings, modes, partitions, subsets, study.shots, study.seeds):
-            fr = spec.framings[framing]
-            md = spec.modes[mode] if mode else None
-            template = fr.templates[language]
-            instruction = None
-            if md and md.instruction:
-                instruction = md.instruction.get(language, md.instruction.get("*"))
-            system = (fr.system or {}).get(language, (fr.system or {}).get("*")) if fr.system else None
-            variables = {"lang": language, "language": name_in(language, language)}
-            if country:
-                variables["country"] = country_name_in(country, language)
-            filters = [study.where] + ([spec.subsets[subset]] if subset else [])
-            sampling = {
-                "max_tokens": md.max_tokens if md else 16,
-                "temperature": md.temperature if md else 0.0,
-                "top_p": md.top_p if md else 1.0,
-                "samples": study.samples,
-                "seed": seed,
-            }
-            fewshot = None
-            if shots and study.fewshot:
-                pool = spec.datasets[study.fewshot]
-                fewshot = {"dataset": study.fewshot, "sha256": pool.sha256, "shots": shots}
             axes = {
                 "model": model, "dataset": dataset, "country": country, "language": language, "framing": framing,
                 "mode": mode, "partition": partition, "subset": subset, "shots": shots, "seed": seed,
             }
-            ds = datasets[dataset]
-            selection = {
-                "dataset": dataset,
-                "sha256": ds["sha256"],
-                "fields": ds["fields"],
-                "labels": ds["labels"],
-                "partition": partition,
-                "filters": [f for f in filters if f is not None],
-                "limit": study.limit,
-            }
-            prompt = {"template": template, "instruction": instruction, "system": system, "variables": variables, "fewshot": fewshot}
-            answers = [a.model_dump(exclude_none=True) for a in study.answers]
-            content = {
-                "axes": axes,
-                "model": models[model],
-                "prompt": prompt,
-                "sampling": sampling,
-                "answers": answers,
-                "items": selection,
-                "render": RENDER_VERSION,
-            }
-            n, mean_chars = counter.count(dataset, language, partition, selection["filters"], study.limit)
-            pool_chars = counter.pool_chars(study.fewshot, language, shots) if fewshot else 0
-            per_prompt = math.ceil((len(template) + len(instruction or "") + len(system or "") + mean_chars + pool_chars) / CHARS_PER_TOKEN)
+            digests, parts = part_digests(plan, study.name, axes, parts_cache)
+            selection = parts["items"]
+            n, mean_chars = counter.count(digests["items"], language, dataset, partition, selection["filters"], study.limit)
+            prompt = parts["prompt"]
+            pool_chars = counter.pool_chars(study.fewshot, language, shots) if prompt["fewshot"] else 0
+            text_chars = len(prompt["template"]) + len(prompt["instruction"] or "") + len(prompt["system"] or "")
+            per_prompt = math.ceil((text_chars + mean_chars + pool_chars) / CHARS_PER_TOKEN)
             requests = n * len(answers) * study.samples
-            out_tokens = sum(sampling["max_tokens"] if a["kind"] == "generate" else (1 if a["kind"] == "options" else 0) for a in answers)
+            max_tokens = parts["sampling"]["max_tokens"]
+            out_tokens = sum(max_tokens if a["kind"] == "generate" else (1 if a["kind"] == "options" else 0) for a in answers)
             yield {
-                "id": digest(content),
+                "id": cell_id(axes, digests),
                 "study": study.name,
                 "axes": axes,
-                "prompt": prompt,
-                "sampling": sampling,
-                "answers": answers,
-                "items": {k: v for k, v in selection.items() if k not in ("fields", "labels", "sha256")} | {"count": n},
+                "items": n,
                 "estimate": {
                     "requests": requests,
                     "prompt_tokens": per_prompt * requests,

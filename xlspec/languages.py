@@ -21,8 +21,13 @@ def check_code(code: str) -> tuple[bool, str | None]:
     if valid:
         lang = langcodes.Language.get(code)
         known = lang.language not in (None, "und") and not lang.display_name().startswith("Unknown language")
-        standard = langcodes.standardize_tag(code)
-        if known and standard == code:
+        # macro=True maps individual languages to their macrolanguage (arb, ara -> ar;
+        # cmn -> zh), so one language is spelt one way across a study.
+        standard = langcodes.standardize_tag(code, macro=True)
+        # Canonical tags pass; so do two-letter ISO 639-1 codes that CLDR would spell with
+        # three letters (tl -> fil), since datasets use them.  Three-letter codes with a
+        # two-letter form (arb, ara -> ar) and deprecated ones (iw -> he) get a suggestion.
+        if known and (standard == code or (len(code) == 2 and len(standard.split("-")[0]) > 2)):
             return True, None
         if known and standard != code:
             return False, standard

@@ -18,7 +18,10 @@ PLAN_FORMAT = "xlspec-plan/1"
 
 
 # The header reads first and the cells last; every other object has its keys sorted.
-TOP_LEVEL_ORDER = ("format", "experiment", "title", "versions", "spec", "datasets", "models", "studies", "reports", "totals", "cells")
+TOP_LEVEL_ORDER = (
+    "format", "experiment", "title", "versions", "spec", "datasets", "models", "framings", "modes",
+    "subsets", "names", "studies", "reports", "totals", "cells",
+)
 
 
 def canonical(obj: Any) -> Any:
@@ -34,15 +37,31 @@ def canonical(obj: Any) -> Any:
     return obj
 
 
+_COMPACT = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_CELL_LINE = json.JSONEncoder(sort_keys=True, separators=(", ", ": "), ensure_ascii=False)
+
+
 def digest(obj: Any) -> str:
-    data = json.dumps(canonical(obj), separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_COMPACT.encode(canonical(obj)).encode("utf-8")).hexdigest()
+
+
+def digest_canonical(obj: Any) -> str:
+    """:func:`digest` for data that is canonical already (no floats): strings, ints, None and
+    containers of them.  The hot path of compiling a large plan."""
+    return hashlib.sha256(_COMPACT.encode(obj).encode("utf-8")).hexdigest()
 
 
 def dumps(plan: dict) -> str:
-    body = canonical(plan)
-    ordered = {k: body[k] for k in TOP_LEVEL_ORDER if k in body} | {k: v for k, v in body.items() if k not in TOP_LEVEL_ORDER}
-    return json.dumps(ordered, indent=2, ensure_ascii=False) + "\n"
+    """The header indented, then one cell per line: a changed cell is a one-line diff."""
+    body = canonical({k: v for k, v in plan.items() if k != "cells"})
+    header = {k: body[k] for k in TOP_LEVEL_ORDER if k in body}
+    header |= {k: v for k, v in body.items() if k not in TOP_LEVEL_ORDER}
+    text = json.dumps(header, indent=2, ensure_ascii=False)
+    # Cells hold only strings, ints and None (see expand), so they need no canonical() pass.
+    cells = plan.get("cells", [])
+    encode = _CELL_LINE.encode
+    lines = ",\n".join("    " + encode(c) for c in cells)
+    return text[:-2] + ',\n  "cells": [\n' + lines + ("\n" if cells else "") + "  ]\n}\n"
 
 
 def write(plan: dict, path: str) -> None:
@@ -87,3 +106,92 @@ def stale_inputs(plan: dict, plan_path: str) -> list[str]:
         if got != want:
             changed.append(os.path.relpath(path) + (" (missing)" if got is None else ""))
     return changed
+
+
+# ---- cells ---------------------------------------------------------------------------------
+
+
+def model_entry(m) -> dict:
+    """A model as the plan records it: everything that can change its outputs."""
+    return {
+        "engine": m.engine,
+        "source": m.source,
+        "revision": m.revision,
+        "chat": m.chat,
+        "dtype": m.dtype,
+        "max_model_len": m.max_model_len,
+        "tensor_parallel": m.tensor_parallel,
+        "batch_size": m.batch_size,
+    }
+
+
+def part_digests(plan: dict, study: str, axes: dict, cache: dict | None = None) -> tuple[dict, dict]:
+    """The parts a cell's outputs depend on, resolved from the plan's header, and the digest
+    of each.  ``cache`` memoises parts shared by many cells (compile speed)."""
+    cache = {} if cache is None else cache
+    s = plan["studies"][study]
+    lang, country, mode, framing = axes["language"], axes["country"], axes["mode"], axes["framing"]
+
+    def memo(key, build):
+        hit = cache.get(key)
+        if hit is None:
+            value = build()
+            hit = cache[key] = (digest(value), value)
+        return hit
+
+    def prompt():
+        fr = plan["framings"][framing]
+        md = plan["modes"][mode] if mode else None
+        instruction = None
+        if md and md["instruction"]:
+            instruction = md["instruction"].get(lang, md["instruction"].get("*"))
+        system = (fr["system"] or {}).get(lang, (fr["system"] or {}).get("*")) if fr.get("system") else None
+        variables = {"lang": lang, "language": plan["names"]["languages"][lang]}
+        if country:
+            variables["country"] = plan["names"]["countries"][country][lang]
+        fewshot = None
+        if axes["shots"] and s["fewshot"]:
+            pool = plan["datasets"][s["fewshot"]]
+            fewshot = {"dataset": s["fewshot"], "sha256": pool["sha256"], "fields": pool["fields"], "shots": axes["shots"]}
+        return {"template": fr["templates"][lang], "instruction": instruction, "system": system, "variables": variables, "fewshot": fewshot}
+
+    def sampling():
+        md = plan["modes"][mode] if mode else {"max_tokens": 16, "temperature": 0.0, "top_p": 1.0}
+        return {"max_tokens": md["max_tokens"], "temperature": md["temperature"], "top_p": md["top_p"], "samples": s["samples"], "seed": axes["seed"]}
+
+    def items():
+        ds = plan["datasets"][axes["dataset"]]
+        filters = [f for f in (s["where"], plan["subsets"].get(axes["subset"]) if axes["subset"] else None) if f is not None]
+        return {
+            "dataset": axes["dataset"], "sha256": ds["sha256"], "fields": ds["fields"], "labels": ds["labels"],
+            "partition": axes["partition"], "filters": filters, "limit": s["limit"],
+        }
+
+    parts_with_digests = {
+        "model": memo(("model", axes["model"]), lambda: plan["models"][axes["model"]]),
+        "prompt": memo(("prompt", study, framing, mode, lang, country, axes["shots"]), prompt),
+        "sampling": memo(("sampling", study, mode, axes["seed"]), sampling),
+        "answers": memo(("answers", study), lambda: s["answers"]),
+        "items": memo(("items", study, axes["dataset"], axes["partition"], axes["subset"]), items),
+    }
+    digests = {k: v[0] for k, v in parts_with_digests.items()}
+    digests["render"] = plan["versions"]["render"]
+    return digests, {k: v[1] for k, v in parts_with_digests.items()}
+
+
+CELL_AXES = ("model", "dataset", "country", "language", "framing", "mode", "partition", "subset", "shots", "seed")
+CELL_PARTS = ("model", "prompt", "sampling", "answers", "items", "render")
+
+
+def cell_id(axes: dict, digests: dict) -> str:
+    """sha256 over the cell's axis values and the digests of its parts, as ``key=value``
+    lines in a fixed order (``null`` for an absent axis).  Axis values are names, language
+    codes and whole numbers, none of which can hold a newline."""
+    lines = [f"{k}={'null' if axes[k] is None else axes[k]}" for k in CELL_AXES]
+    lines += [f"part.{k}={digests[k]}" for k in CELL_PARTS]
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def cell_parts(plan: dict, cell: dict) -> dict:
+    """Everything a cell's outputs depend on (what the runtime needs to build its requests)."""
+    return part_digests(plan, cell["study"], cell["axes"])[1]

@@ -34,7 +34,9 @@ def grammar_version() -> str:
 
 @functools.lru_cache(maxsize=1)
 def _parser() -> Lark:
-    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=False)
+    # cache=True keeps the built LALR tables in the temp dir (keyed by grammar and lark version):
+    # building them takes ~0.4 s, loading them ~20 ms.
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=True)
 
 
 # Human names for terminals in "expected ..." messages.
@@ -67,13 +69,20 @@ _TERMINAL_NAMES = {
 }
 
 
+_VALUE_START = {"STRING", "NUMBER", "NAME", "LSQB", "LBRACE"}
+
+
 def _expected(names) -> str:
-    shown = sorted({_TERMINAL_NAMES.get(n, n) for n in names if not n.startswith("__")})
+    names = {n for n in names if not n.startswith("__")}
+    if _VALUE_START <= names:
+        # Where any expression may start, say so rather than list every first token.
+        names = (names - _VALUE_START - {"LPAR", "NOT", "TRUE", "FALSE"}) | {"a value"}
+    shown = sorted({_TERMINAL_NAMES.get(n, n) for n in names})
     if not shown:
         return ""
     if len(shown) > 6:
         shown = shown[:6] + ["..."]
-    return ", ".join(shown)
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
 
 
 def _token_desc(tok: Token) -> str:
@@ -258,7 +267,7 @@ def parse(text: str, file: str = "<string>", diags: Diagnostics | None = None) -
             tree = _parser().parse(chunk)
             break
         except UnexpectedInput as e:
-            _report(e, file, diags, errors)
+            _report(e, file, diags, errors, chunk)
         except RecursionError:  # pathological nesting: still a diagnostic
             diags.error("E001", "syntax error: input too deeply nested", Span.point(file, 1, 1))
             return None
@@ -311,7 +320,26 @@ def _next_decl_line(lines: list[str], after: int) -> int | None:
     return None
 
 
-def _report(e: UnexpectedInput, file: str, diags: Diagnostics, seen: list[tuple[int, int]]) -> None:
+_OPENERS = {"(": ")", "[": "]", "{": "}"}
+
+
+def _unclosed(text: str, line: int, col: int) -> tuple[str, int, int] | None:
+    """The innermost bracket still open at (line, col), skipping strings and comments."""
+    stack: list[tuple[str, int, int]] = []
+    for m in re.finditer(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[()\[\]{}]', text):
+        ln = text.count("\n", 0, m.start()) + 1
+        cn = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+        if (ln, cn) >= (line, col):
+            break
+        tok = m.group()
+        if tok in _OPENERS:
+            stack.append((tok, ln, cn))
+        elif tok in ")]}" and stack and _OPENERS[stack[-1][0]] == tok:
+            stack.pop()
+    return stack[-1] if stack else None
+
+
+def _report(e: UnexpectedInput, file: str, diags: Diagnostics, seen: list[tuple[int, int]], text: str = "") -> None:
     line, col = getattr(e, "line", 1) or 1, getattr(e, "column", 1) or 1
     if isinstance(e, UnexpectedToken):
         tok = e.token
@@ -324,7 +352,13 @@ def _report(e: UnexpectedInput, file: str, diags: Diagnostics, seen: list[tuple[
         hint = f"expected {expected}" if expected else None
         if tok.type == "NAME" and "=" in (expected or "") and "'='" in expected:
             hint = f"expected {expected} (a setting is written `key = value`)"
-        diags.error("E001", f"syntax error: {msg}", Span.point(file, line, col, width), hint=hint)
+        notes = []
+        closers = {"RSQB": "]", "RPAR": ")", "RBRACE": "}"}
+        wanted = {closers[t] for t in (e.accepts or e.expected) if t in closers}
+        opened = _unclosed(text, line, col) if wanted and text else None
+        if opened and _OPENERS[opened[0]] in wanted:
+            notes.append(f"the '{opened[0]}' at {file}:{opened[1]}:{opened[2]} is not closed")
+        diags.error("E001", f"syntax error: {msg}", Span.point(file, line, col, width), hint=hint, notes=notes)
     elif isinstance(e, UnexpectedCharacters):
         seen.append((line, col))
         ch = e.char

@@ -1,0 +1,42 @@
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+XLSPEC = [sys.executable, "-m", "xlspec.cli"]
+
+
+def update_golden() -> bool:
+    """UPDATE_GOLDEN=1 rewrites expected files instead of comparing (review the git diff)."""
+    return os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+def check_golden(path: str, actual: str) -> None:
+    if update_golden() or not os.path.exists(path):
+        if not update_golden():
+            pytest.fail(f"missing golden file {os.path.relpath(path, ROOT)}; run with UPDATE_GOLDEN=1 to create it")
+        with open(path, "w", encoding="utf-8", newline="\n") as f:
+            f.write(actual)
+        return
+    with open(path, encoding="utf-8") as f:
+        expected = f.read()
+    assert actual == expected, f"{os.path.relpath(path, ROOT)} differs (UPDATE_GOLDEN=1 rewrites it)"
+
+
+@pytest.fixture
+def in_dir():
+    """Run a block with a given working directory, restoring it after."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def chdir(path):
+        old = os.getcwd()
+        os.chdir(path)
+        try:
+            yield
+        finally:
+            os.chdir(old)
+
+    return chdir
