@@ -914,8 +914,11 @@ class _Checker:
             for side in (kw.value.left, kw.value.right):
                 text = side.parts[0].text if isinstance(side, ast.Ref) and side.is_name else str(side.value) if isinstance(side, (ast.Str, ast.Num)) else None
                 known = [str(x) for x in values.get(axis, [])]
-                if text is None or (known and text not in known):
-                    self.err("E008", f"`{text}` is not a value of axis `{axis}` in this study", _span_of(side), hint=_did_you_mean(text or "", known, f"values: {', '.join(known)}"))
+                if text is None:
+                    self.err("E008", f"each side of `{axis} = a - b` is one value of `{axis}`", _span_of(side), hint=f"values: {', '.join(known)}; write one contrast per pair")
+                    return None
+                if known and text not in known:
+                    self.err("E008", f"`{text}` is not a value of axis `{axis}` in this study", _span_of(side), hint=_did_you_mean(text, known, f"values: {', '.join(known)}"))
                     return None
                 sides.append(text)
             return {"axis": axis, "a": sides[0], "b": sides[1]}

@@ -86,7 +86,7 @@ def select(records: list[Record], dataset: dict, language: str, partition: str |
     for r in records:
         if not available(r, dataset, language):
             continue
-        if partition is not None and part is not None and str(r.fields.get(part["source"])) != partition:
+        if partition is not None and part is not None and str(_resolve(r.fields, part, language, None)) != partition:
             continue
         if any(f is not None and not evaluate(f, r.fields) for f in filters):
             continue
