@@ -166,13 +166,18 @@ def _text_chars(r: Record, ds: dict, language: str) -> int:
 
 
 def _cells(plan: dict, study: StudySpec, counter: _ItemCounter):
+    """The cells of one study, in the spec's order.  The loop is the hot path of a large
+    compile: parts shared by many cells are hashed once (``part_digests``' cache) and the
+    per-cell work is building the axes, the id and the estimate."""
     countries = sorted(study.countries) if study.countries else [None]
     modes = study.modes or [None]
     partitions = study.partitions or [None]
     subsets = study.subsets or [None]
     parts_cache: dict = {}
-    srec = plan["studies"][study.name]
-    answers = srec["answers"]
+    answers = plan["studies"][study.name]["answers"]
+    n_answers = len(answers)
+    samples = study.samples
+    estimates: dict = {}
     for model, dataset, country in product(study.models, study.datasets, countries):
         langs = study.languages[country or ""]
         for language, framing, mode, partition, subset, shots, seed in product(langs, study.framings, modes, partitions, subsets, study.shots, study.seeds):
@@ -181,23 +186,20 @@ def _cells(plan: dict, study: StudySpec, counter: _ItemCounter):
                 "mode": mode, "partition": partition, "subset": subset, "shots": shots, "seed": seed,
             }
             digests, parts = part_digests(plan, study.name, axes, parts_cache)
-            selection = parts["items"]
-            n, mean_chars = counter.count(digests["items"], language, dataset, partition, selection["filters"], study.limit)
-            prompt = parts["prompt"]
-            pool_chars = counter.pool_chars(study.fewshot, language, shots) if prompt["fewshot"] else 0
-            text_chars = len(prompt["template"]) + len(prompt["instruction"] or "") + len(prompt["system"] or "")
-            per_prompt = math.ceil((text_chars + mean_chars + pool_chars) / CHARS_PER_TOKEN)
-            requests = n * len(answers) * study.samples
-            max_tokens = parts["sampling"]["max_tokens"]
-            out_tokens = sum(max_tokens if a["kind"] == "generate" else (1 if a["kind"] == "options" else 0) for a in answers)
-            yield {
-                "id": cell_id(axes, digests),
-                "study": study.name,
-                "axes": axes,
-                "items": n,
-                "estimate": {
-                    "requests": requests,
-                    "prompt_tokens": per_prompt * requests,
-                    "output_tokens": n * study.samples * out_tokens,
-                },
-            }
+            key = (digests["items"], digests["prompt"], digests["sampling"], language)
+            estimate = estimates.get(key)
+            if estimate is None:
+                estimate = estimates[key] = _estimate(parts, study, counter, digests["items"], axes, n_answers, answers, samples)
+            yield {"id": cell_id(axes, digests), "study": study.name, "axes": axes, "items": estimate[0], "estimate": estimate[1]}
+
+
+def _estimate(parts: dict, study: StudySpec, counter: _ItemCounter, items_digest: str, axes: dict, n_answers: int, answers: list, samples: int):
+    selection, prompt = parts["items"], parts["prompt"]
+    n, mean_chars = counter.count(items_digest, axes["language"], axes["dataset"], axes["partition"], selection["filters"], study.limit)
+    pool_chars = counter.pool_chars(study.fewshot, axes["language"], axes["shots"]) if prompt["fewshot"] else 0
+    text_chars = len(prompt["template"]) + len(prompt["instruction"] or "") + len(prompt["system"] or "")
+    per_prompt = math.ceil((text_chars + mean_chars + pool_chars) / CHARS_PER_TOKEN)
+    requests = n * n_answers * samples
+    max_tokens = parts["sampling"]["max_tokens"]
+    out_tokens = sum(max_tokens if a["kind"] == "generate" else (1 if a["kind"] == "options" else 0) for a in answers)
+    return n, {"requests": requests, "prompt_tokens": per_prompt * requests, "output_tokens": n * samples * out_tokens}

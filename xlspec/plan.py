@@ -167,16 +167,18 @@ def part_digests(plan: dict, study: str, axes: dict, cache: dict | None = None) 
             "partition": axes["partition"], "filters": filters, "limit": s["limit"],
         }
 
-    parts_with_digests = {
-        "model": memo(("model", axes["model"]), lambda: plan["models"][axes["model"]]),
-        "prompt": memo(("prompt", study, framing, mode, lang, country, axes["shots"]), prompt),
-        "sampling": memo(("sampling", study, mode, axes["seed"]), sampling),
-        "answers": memo(("answers", study), lambda: s["answers"]),
-        "items": memo(("items", study, axes["dataset"], axes["partition"], axes["subset"]), items),
-    }
-    digests = {k: v[0] for k, v in parts_with_digests.items()}
+    keys = (
+        ("model", ("model", axes["model"]), lambda: plan["models"][axes["model"]]),
+        ("prompt", ("prompt", study, framing, mode, lang, country, axes["shots"]), prompt),
+        ("sampling", ("sampling", study, mode, axes["seed"]), sampling),
+        ("answers", ("answers", study), lambda: s["answers"]),
+        ("items", ("items", study, axes["dataset"], axes["partition"], axes["subset"]), items),
+    )
+    digests, parts = {}, {}
+    for name, key, build in keys:
+        digests[name], parts[name] = memo(key, build)
     digests["render"] = plan["versions"]["render"]
-    return digests, {k: v[1] for k, v in parts_with_digests.items()}
+    return digests, parts
 
 
 CELL_AXES = ("model", "dataset", "country", "language", "framing", "mode", "partition", "subset", "shots", "seed")
