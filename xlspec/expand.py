@@ -175,7 +175,6 @@ def _cells(plan: dict, study: StudySpec, counter: _ItemCounter):
     subsets = study.subsets or [None]
     parts_cache: dict = {}
     answers = plan["studies"][study.name]["answers"]
-    n_answers = len(answers)
     samples = study.samples
     estimates: dict = {}
     for model, dataset, country in product(study.models, study.datasets, countries):
@@ -189,17 +188,18 @@ def _cells(plan: dict, study: StudySpec, counter: _ItemCounter):
             key = (digests["items"], digests["prompt"], digests["sampling"], language)
             estimate = estimates.get(key)
             if estimate is None:
-                estimate = estimates[key] = _estimate(parts, study, counter, digests["items"], axes, n_answers, answers, samples)
+                estimate = estimates[key] = _estimate(parts, study, counter, digests["items"], axes, answers, samples)
             yield {"id": cell_id(axes, digests), "study": study.name, "axes": axes, "items": estimate[0], "estimate": estimate[1]}
 
 
-def _estimate(parts: dict, study: StudySpec, counter: _ItemCounter, items_digest: str, axes: dict, n_answers: int, answers: list, samples: int):
+def _estimate(parts: dict, study: StudySpec, counter: _ItemCounter, items_digest: str, axes: dict, answers: list, samples: int):
     selection, prompt = parts["items"], parts["prompt"]
     n, mean_chars = counter.count(items_digest, axes["language"], axes["dataset"], axes["partition"], selection["filters"], study.limit)
     pool_chars = counter.pool_chars(study.fewshot, axes["language"], axes["shots"]) if prompt["fewshot"] else 0
     text_chars = len(prompt["template"]) + len(prompt["instruction"] or "") + len(prompt["system"] or "")
     per_prompt = math.ceil((text_chars + mean_chars + pool_chars) / CHARS_PER_TOKEN)
-    requests = n * n_answers * samples
-    max_tokens = parts["sampling"]["max_tokens"]
-    out_tokens = sum(max_tokens if a["kind"] == "generate" else (1 if a["kind"] == "options" else 0) for a in answers)
-    return n, {"requests": requests, "prompt_tokens": per_prompt * requests, "output_tokens": n * samples * out_tokens}
+    # Generation runs `samples` times per item; options and loglik are read once.
+    per_item = [(samples, parts["sampling"]["max_tokens"]) if a["kind"] == "generate" else (1, 1 if a["kind"] == "options" else 0) for a in answers]
+    requests = n * sum(k for k, _ in per_item)
+    out_tokens = n * sum(k * t for k, t in per_item)
+    return n, {"requests": requests, "prompt_tokens": per_prompt * requests, "output_tokens": out_tokens}

@@ -78,7 +78,7 @@ CATALOG: dict[str, MetricInfo] = {
             positional=("threshold",),
         ),
         _m("consistency", "share of items whose answer is the same across an axis", params=[Param("over", "axis", required=True)], needs={"choice"}, positional=("over",)),
-        _m("parity_gap", "best - worst language of a metric", params=[Param("metric", "metric", required=True)], positional=("metric",)),
+        _m("parity_gap", "largest minus smallest value of a metric across languages (max - min)", params=[Param("metric", "metric", required=True)], positional=("metric",)),
         _m("parity_std", "standard deviation of a metric across languages", params=[Param("metric", "metric", required=True)], positional=("metric",)),
         _m(
             "pivot_delta",
