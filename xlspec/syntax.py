@@ -13,7 +13,7 @@ import textwrap
 from importlib import resources
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
 from .diagnostics import Diagnostics, Span
@@ -286,6 +286,11 @@ def parse(text: str, file: str = "<string>", diags: Diagnostics | None = None) -
         comments.append(ast.Comment(tok[2], Span(file, tok[0], tok[1], tok[0], tok[1] + len(tok[2]))))
     try:
         items = _Build(file).transform(tree)
+    except VisitError as e:  # lark wraps what a tree-building method raised
+        if not isinstance(e.orig_exc, RecursionError):
+            raise
+        diags.error("E001", "syntax error: input too deeply nested", Span.point(file, 1, 1))
+        return None
     except RecursionError:
         diags.error("E001", "syntax error: input too deeply nested", Span.point(file, 1, 1))
         return None

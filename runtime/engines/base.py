@@ -63,11 +63,12 @@ class ModelConfig:
     """What the plan says about a model; engines are built from this alone."""
 
     name: str
-    engine: Literal["hf", "vllm"]
+    engine: Literal["hf", "vllm", "fake"]
     source: str
     revision: str | None = None
     chat: bool = True
     dtype: str = "auto"
     max_model_len: int | None = None
     tensor_parallel: int = 1
+    batch_size: int = 64
     settings: dict = field(default_factory=dict)

@@ -1,0 +1,227 @@
+"""What the ``hf`` and ``vllm`` engines share: prompt templating and tokenization, option-label
+token variants, the arithmetic of option scores, and running a batch so that one bad request
+never fails the others.
+
+Both engines tokenize here with the model's own tokenizer, so they feed the model the same
+token ids for the same request and their results are comparable.  Importing this module
+does not import torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .base import EngineRequest, EngineResult
+
+
+class RequestError(ValueError):
+    """A request that cannot run (prompt too long, unusable option labels); it becomes
+    ``EngineResult(error=...)`` without reaching the model."""
+
+
+@dataclass
+class Prepared:
+    """A request with its prompt tokenized, ready for the model."""
+
+    index: int
+    request: EngineRequest
+    prompt_ids: list[int]
+    variants: dict[str, list[int]] = field(default_factory=dict)
+    """``options``: label -> the token ids that stand for it at the answer position."""
+    continuations: list[list[int]] = field(default_factory=list)
+    """``loglik``: the token ids of each option text, in option order."""
+
+
+def prompt_ids(tokenizer, request: EngineRequest) -> list[int]:
+    """The prompt's token ids.  Chat prompts go through the model's chat template (which
+    writes any BOS itself, so no special tokens are added again); raw prompts get the
+    tokenizer's usual special tokens, as a base model expects."""
+    if not request.chat:
+        return tokenizer.encode(request.prompt, add_special_tokens=True)
+    if not getattr(tokenizer, "chat_template", None):
+        raise RequestError("chat=true but the model's tokenizer has no chat template")
+    messages = [{"role": "user", "content": request.prompt}]
+    if request.system:
+        messages.insert(0, {"role": "system", "content": request.system})
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+@functools.lru_cache(maxsize=256)
+def label_variants(tokenizer, labels: tuple[str, ...]) -> dict[str, list[int]]:
+    """For each label, the first token of "A" and of " A" (deduplicated).  A first token that
+    is only whitespace is skipped: some tokenizers (SmolLM2's, for digits) split " 1" into
+    " " + "1", and " " says nothing about the label.  Cached: a study asks the same label
+    set thousands of times (callers must not modify the result)."""
+    if not labels:
+        raise RequestError("an options request needs option labels")
+    variants: dict[str, list[int]] = {}
+    owner: dict[int, str] = {}
+    for label in labels:
+        ids: list[int] = []
+        for text in (label, " " + label):
+            tokens = tokenizer.encode(text, add_special_tokens=False)
+            if tokens and tokenizer.decode(tokens[:1]).strip() and tokens[0] not in ids:
+                ids.append(tokens[0])
+        if not ids:
+            raise RequestError(f"option label {label!r} has no token of its own")
+        for token in ids:
+            if owner.setdefault(token, label) != label:
+                raise RequestError(
+                    f"option labels {owner[token]!r} and {label!r} start with the same token; "
+                    f"use labels that differ in their first character"
+                )
+        variants[label] = ids
+    return variants
+
+
+def prepare(tokenizer, request: EngineRequest, index: int, max_len: int) -> Prepared:
+    """Tokenize a request and check it fits the model's context (``max_len`` tokens)."""
+    ids = prompt_ids(tokenizer, request)
+    item = Prepared(index, request, ids)
+    if request.kind == "options":
+        item.variants = label_variants(tokenizer, tuple(request.options))
+    elif request.kind == "loglik":
+        if not request.options:
+            raise RequestError("a loglik request needs option texts")
+        item.continuations = [
+            tokenizer.encode(option, add_special_tokens=False) for option in request.options
+        ]
+        if not all(item.continuations):
+            raise RequestError("an option text is empty")
+    elif request.kind != "generate":
+        raise RequestError(f"unknown answer kind {request.kind!r}")
+    elif request.max_tokens < 1:
+        raise RequestError(f"max_tokens must be at least 1, got {request.max_tokens}")
+    if request.temperature < 0 or not 0 < request.top_p <= 1:
+        raise RequestError(
+            f"need temperature >= 0 and 0 < top_p <= 1, got {request.temperature}, {request.top_p}"
+        )
+    longest = len(ids) + max((len(c) for c in item.continuations), default=0)
+    if longest + 1 > max_len:
+        raise RequestError(
+            f"prompt is {longest} tokens after templating; the model's max length is {max_len}"
+        )
+    return item
+
+
+def logsumexp(values: Sequence[float]) -> float:
+    top = max(values)
+    if top == -math.inf:
+        return -math.inf
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def softmax(scores: dict[str, float]) -> dict[str, float]:
+    norm = logsumexp(list(scores.values()))
+    return {k: math.exp(v - norm) for k, v in scores.items()}
+
+
+def options_result(item: Prepared, label_logprobs: dict[str, float]) -> EngineResult:
+    """``label_logprobs``: raw log-probability of each label (its variants summed in
+    probability space); the probabilities are renormalised over the labels."""
+    probs = softmax(label_logprobs)
+    return EngineResult(
+        request_id=item.request.request_id,
+        response=max(probs, key=probs.__getitem__),
+        option_logprobs=label_logprobs,
+        option_probs=probs,
+        prompt_tokens=len(item.prompt_ids),
+        output_tokens=0,
+        finish_reason="options",
+    )
+
+
+def loglik_result(item: Prepared, sums: list[float]) -> EngineResult:
+    """``sums``: per option, the summed log-probability of its tokens.  The probabilities are
+    the softmax over the mean per-token log-likelihoods, so long options are not punished
+    for their length."""
+    labels = item.request.options
+    means = {o: s / len(c) for o, s, c in zip(labels, sums, item.continuations)}
+    probs = softmax(means)
+    return EngineResult(
+        request_id=item.request.request_id,
+        response=max(probs, key=probs.__getitem__),
+        option_logprobs=dict(zip(labels, sums)),
+        option_probs=probs,
+        prompt_tokens=len(item.prompt_ids),
+        output_tokens=0,
+        finish_reason="loglik",
+    )
+
+
+def error_result(request: EngineRequest, exc: BaseException) -> EngineResult:
+    message = str(exc) if isinstance(exc, RequestError) else f"{type(exc).__name__}: {exc}"
+    return EngineResult(request_id=request.request_id, error=message)
+
+
+def run_batch(
+    batch: list[EngineRequest],
+    prepare_one: Callable[[EngineRequest, int], Prepared],
+    groups: Callable[[list[Prepared]], list[list[Prepared]]],
+    run_group: Callable[[list[Prepared]], list[EngineResult]],
+) -> list[EngineResult]:
+    """The engines' common ``run``: tokenize and check every request (failures become error
+    results), split the rest into groups the model runs in one go, and run each group,
+    timing it.  If a group's model call fails, its halves are retried, down to single
+    requests, so only the request that fails alone carries the error (a group of n with one
+    bad request costs about 2·log2(n) extra calls, not n).  Results come back in request
+    order."""
+    results: list[EngineResult | None] = [None] * len(batch)
+    ready: list[Prepared] = []
+    for i, request in enumerate(batch):
+        try:
+            ready.append(prepare_one(request, i))
+        except Exception as exc:  # noqa: BLE001 - any failure belongs to this request only
+            results[i] = error_result(request, exc)
+    for group in groups(ready):
+        for item, result in zip(group, _run_timed(group, run_group)):
+            results[item.index] = result
+    return results  # type: ignore[return-value]
+
+
+def _run_timed(group: list[Prepared], run_group) -> list[EngineResult]:
+    start = time.perf_counter()
+    try:
+        out = run_group(group)
+    except Exception as exc:  # noqa: BLE001
+        if len(group) == 1:
+            return [error_result(group[0].request, exc)]
+        half = len(group) // 2
+        return _run_timed(group[:half], run_group) + _run_timed(group[half:], run_group)
+    share = (time.perf_counter() - start) * 1000 / len(group)
+    for result in out:
+        result.latency_ms = share
+    return out
+
+
+def by_kind(items: list[Prepared], max_group: int | None = None) -> list[list[Prepared]]:
+    """Group requests by answer kind, shortest prompts first (less padding), in groups of at
+    most ``max_group`` model sequences (a loglik request counts one per option)."""
+    groups: list[list[Prepared]] = []
+    for kind in ("generate", "options", "loglik"):
+        same = sorted((i for i in items if i.request.kind == kind), key=lambda i: len(i.prompt_ids))
+        group: list[Prepared] = []
+        size = 0
+        for item in same:
+            n = max(1, len(item.continuations))
+            if group and max_group is not None and size + n > max_group:
+                groups.append(group)
+                group, size = [], 0
+            group.append(item)
+            size += n
+        if group:
+            groups.append(group)
+    return groups
+
+
+def cpu_prefers_float32() -> bool:
+    """True on CPUs without native bfloat16 math (AVX2-only x86), where bfloat16 runs an
+    order of magnitude slower than float32 (measured: SmolLM2-135M, 14x in transformers)."""
+    import torch
+
+    return not torch.ops.mkldnn._is_mkldnn_bf16_supported()

