@@ -67,7 +67,9 @@ Formulas (DESIGN.md "Metrics", STUDIES.md)
   one row per language L != pivot (the ``language`` column says which).  A group without the
   pivot gives NaN rows (n = 0).
 - delta(metric, pair): metric under ``a`` minus under ``b`` over the items defined under
-  both (paired by item); the pair axis is dropped from the grouping.  ``a``/``b`` may be a
+  both (paired by item); the pair axis is dropped from the grouping.  Where the two
+  conditions share no item at all (subsets or partitions split the items), each side is
+  taken over its own items, and the bootstrap resamples both sides' items together.  ``a``/``b`` may be a
   value or a list of values of the axis.
 - rank_stability(metric, pair): the models' values under ``a`` and ``b`` (grouping minus
   ``model`` and the pair axis); ``.tau`` is Kendall's tau-b (ties handled as in tau-b, as
@@ -1172,6 +1174,8 @@ def _delta(ev: _Evaluator, spec: Spec, by: list[str]) -> list[_Job]:
     for key, pos in ev.split(stats, keys):
         S, C = st.pivot(pos, side[pos], 2)
         ok = (C[:, 0] > 0) & (C[:, 1] > 0)
+        if not ok.any():
+            ok = (C[:, 0] > 0) | (C[:, 1] > 0)  # disjoint conditions: unpaired
         jobs.append(_Job(spec.label, key, S[ok], C[ok], _delta_fn, _emitter(spec.label, keys, key, int(ok.sum()))))
     return jobs
 

@@ -473,6 +473,19 @@ def test_delta_paired_by_item():
     assert 1 / 3 - 1e-9 <= r["ci_low"] <= r["value"] <= r["ci_high"] <= 1 + 1e-9
 
 
+def test_delta_of_disjoint_subsets_is_unpaired():
+    rows = [
+        # cs: i1 right, i2 wrong -> accuracy 1/2 ; ca: i3 right -> 1 ; no item in both
+        row(item_id="i1", subset="cs", parsed_answer="A", gold="A"),
+        row(item_id="i2", subset="cs", parsed_answer="B", gold="A"),
+        row(item_id="i3", subset="ca", parsed_answer="C", gold="C"),
+    ]
+    spec = {"name": "delta", "args": {"metric": "accuracy", "pair": {"axis": "subset", "a": "cs", "b": "ca"}}, "label": "d"}
+    r = one(compute_metrics(frame(rows), [spec], ["model", "subset"], n_boot=0), "d")
+    assert r["value"] == pytest.approx(0.5 - 1.0)
+    assert r["n"] == 3
+
+
 def test_delta_names_another_metric_by_label():
     rows = [
         # expected values: direct E = 2*1 = 2 ; reason E = 1*.5 + 4*.5 = 2.5 ; human mean 1.82
