@@ -232,6 +232,10 @@ class HFEngine:
         return results
 
 
+def _prompt_key(request: EngineRequest) -> tuple:
+    return (request.prompt, request.chat, request.system)
+
+
 def _sample(logits: torch.Tensor, request: EngineRequest, generator) -> int:
     """Nucleus sampling with the request's own generator."""
     probs = torch.softmax(logits / request.temperature, dim=-1)
