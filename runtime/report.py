@@ -92,6 +92,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .store import atomic_write_table
+
+
 __all__ = ["build_reports", "METRICS_SCHEMA", "BUILTIN_TEMPLATES", "render_context"]
 
 AXIS_COLUMNS = ("model", "dataset", "country", "language", "framing", "mode", "partition", "subset", "shots", "seed")
@@ -134,7 +137,7 @@ def build_reports(run_dir: str, plan: dict, plan_path: str | None = None, n_boot
     ctx = render_context(results, plan, manifest, warnings, n_boot=n_boot)
 
     metrics_path = os.path.join(run_dir, "metrics.parquet")
-    _atomic_write_table(_metrics_table(ctx["metrics"]), metrics_path)
+    atomic_write_table(_metrics_table(ctx["metrics"]), metrics_path)
     lines.append(f"wrote {metrics_path} ({len(ctx['metrics'])} metric rows)")
 
     reports = plan.get("reports") or [{"name": "html", "template": "report.html.j2"}, {"name": "markdown", "template": "report.md.j2"}]
@@ -179,16 +182,6 @@ def _load_results(path: str, plan: dict) -> pd.DataFrame:
         if a not in df.columns:
             df[a] = df["cell_id"].map(lambda cid, a=a: axes.get(cid, {}).get(a)).astype(object) if len(df) else pd.Series([], dtype=object)
     return df
-
-
-def _atomic_write_table(table: pa.Table, path: str) -> None:
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _atomic_write_text(text: str, path: str) -> None:

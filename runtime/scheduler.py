@@ -86,18 +86,25 @@ class EngineActor:
 
     def __init__(self, config: ModelConfig, threads: int | None = None):
         started = time.perf_counter()
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
-        from .engines import make_engine
-
         self.config = config
-        self.engine = make_engine(config)
+        self.engine = None
+        self.load_error: str | None = None
+        try:
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
+            from .engines import make_engine
+
+            self.engine = make_engine(config)
+        except Exception as e:  # noqa: BLE001 - reported by the driver, naming the model
+            # Kept as data rather than raised: a model that cannot load is not worth an
+            # actor restart, and Ray would print the traceback of every attempt.
+            self.load_error = f"{type(e).__name__}: {e}"
         self.load_seconds = time.perf_counter() - started
 
-    def ready(self) -> float:
-        return self.load_seconds
+    def ready(self) -> tuple[float, str | None]:
+        return self.load_seconds, self.load_error
 
     def run(self, batch: list[EngineRequest]) -> list[EngineResult]:
         log = os.environ.get("XLSPEC_REQUEST_LOG")
@@ -114,18 +121,23 @@ class EngineActor:
         return self.engine.run(batch)
 
 
-def _model_config(name: str, entry: dict, engine_override: str | None) -> ModelConfig:
+def _model_config(name: str, entry: dict, engine_override: str | None, spec_dir: str = ".") -> ModelConfig:
     """The engine's config from the plan.  ``XLSPEC_VLLM_ARGS`` (a JSON object) adds keyword
     arguments for ``vllm.LLM`` on this machine, such as ``{"gpu_memory_utilization": 0.6}``;
     they tune the engine, not the answers, so they are not part of the plan."""
     import json
 
     engine = engine_override or entry["engine"]
+    source = entry["source"]
+    if source.startswith(("./", "../")):
+        # A local model folder is written relative to the spec, like a dataset; engine
+        # actors run in another working directory.
+        source = os.path.normpath(os.path.join(spec_dir, source))
     settings = json.loads(os.environ.get("XLSPEC_VLLM_ARGS", "{}")) if engine == "vllm" else {}
     return ModelConfig(
         name=name,
         engine=engine,
-        source=entry["source"],
+        source=source,
         revision=entry.get("revision"),
         chat=entry.get("chat", True),
         dtype=entry.get("dtype", "auto"),
@@ -233,12 +245,27 @@ class Progress:
 
 
 def _ray_init(address: str | None):
+    if address:
+        # `ray start --head` (Ray >= 2.59) turns on token auth when ~/.ray/auth_token
+        # exists, but a client that joins leaves it off unless told (ray-project/ray
+        # #64755): use the token where there is one and the user chose no mode.  Ray reads
+        # the variable when it is imported.
+        token = os.path.expanduser(os.path.join("~", ".ray", "auth_token"))
+        if "RAY_AUTH_MODE" not in os.environ and os.path.exists(token):
+            os.environ["RAY_AUTH_MODE"] = "token"
     import ray
 
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
     started = time.perf_counter()
     if not ray.is_initialized():
-        kwargs = dict(include_dashboard=False, logging_level="ERROR", runtime_env={"env_vars": env} if env else None)
+        # Worker output (model loading chatter, an engine's own tracebacks) stays in Ray's
+        # session logs; xlspec reports failures itself.  XLSPEC_RAY_LOGS=1 shows it.
+        kwargs = dict(
+            include_dashboard=False,
+            logging_level="ERROR",
+            log_to_driver=os.environ.get("XLSPEC_RAY_LOGS") == "1",
+            runtime_env={"env_vars": env} if env else None,
+        )
         if address:
             ray.init(address=address, **kwargs)
         else:
@@ -266,7 +293,7 @@ def run_plan(plan_path: str, runs_dir: str = "runs", store_dir: str | None = Non
     ray = None
     for model in sorted(by_model):
         entry = plan["models"][model]
-        config = _model_config(model, entry, engine_override)
+        config = _model_config(model, entry, engine_override, data.spec_dir)
         mr = ModelReport(model, config.engine, cells=len(by_model[model]))
         report.models.append(mr)
         todo: list[tuple[dict, list[CellRequest]]] = []
@@ -357,12 +384,15 @@ def _run_model(ray, config: ModelConfig, pending: list[EngineRequest], store: An
     actors = [remote_cls.options(**options).remote(config, threads) for _ in range(replicas)]
     progress.line(f"[{config.name}] loading {config.source} ({config.engine}, {replicas} replica{'s' if replicas > 1 else ''}, {'%d GPU each' % tp if gpus else 'CPU'})")
     try:
-        load = ray.get([a.ready.remote() for a in actors])
-    except Exception as e:  # the actor's constructor failed: the model cannot load
+        ready = ray.get([a.ready.remote() for a in actors])
+    except Exception as e:  # the actor process itself died (out of memory, a crash)
+        ready = [(0.0, _cause(e))]
+    failed = next((err for _s, err in ready if err), None)
+    if failed:
         for a in actors:
             ray.kill(a)
-        raise _ModelFailed(f"model {config.name} ({config.source}) could not load: {_cause(e)}") from None
-    mr.load_seconds = max(load)
+        raise _ModelFailed(f"model {config.name} ({config.source}) could not load: {failed}")
+    mr.load_seconds = max(s for s, _err in ready)
     batches = [pending[i : i + chunk] for i in range(0, len(pending), chunk)]
     progress.start(config.name, len(pending), mr.cells)
     in_flight: dict = {}

@@ -40,3 +40,16 @@ def in_dir():
             os.chdir(old)
 
     return chdir
+
+
+@pytest.fixture(scope="session")
+def builtin_model():
+    """The builtin model, in ``$XLSPEC_TEST_CACHE`` (default: the git-ignored
+    ``<repo>/.xlspec-cache``), exported as ``XLSPEC_CACHE`` for the session: converted at
+    most once, then reused."""
+    from xlspec.runtime.models import resolve_model
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XLSPEC_CACHE", os.environ.get("XLSPEC_TEST_CACHE", os.path.join(ROOT, ".xlspec-cache")))
+    yield resolve_model("builtin:smollm2-135m-instruct")
+    patch.undo()

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import pytest
 
@@ -13,24 +11,12 @@ from xlspec.runtime.engines import make_engine
 from xlspec.runtime.engines.base import EngineRequest, EngineResult, ModelConfig
 from xlspec.runtime.engines.common import Prepared, by_kind, run_batch
 from xlspec.runtime.engines.fake import FakeEngine
-from xlspec.runtime.models import resolve_model
 
 BUILTIN = "builtin:smollm2-135m-instruct"
 DIGITS = ("1", "2", "3", "4")
 LETTERS = ("A", "B", "C", "D")
 PARIS = (" Paris", " banana")
 
-
-@pytest.fixture(scope="session")
-def builtin_model():
-    """The builtin model, in ``$XLSPEC_TEST_CACHE`` (default: the git-ignored
-    ``<repo>/.xlspec-cache``), exported as ``XLSPEC_CACHE`` for the session: converted at
-    most once, then reused."""
-    default = Path(__file__).resolve().parents[2] / ".xlspec-cache"
-    patch = pytest.MonkeyPatch()
-    patch.setenv("XLSPEC_CACHE", os.environ.get("XLSPEC_TEST_CACHE", str(default)))
-    yield resolve_model(BUILTIN)
-    patch.undo()
 
 
 ASK_LETTER = "\nAnswer with the letter."

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -16,17 +15,6 @@ from xlspec.runtime.models import ModelUnavailable, model_fingerprint, resolve_m
 BUILTIN = "builtin:smollm2-135m-instruct"
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="session")
-def builtin_model():
-    """The builtin model, in ``$XLSPEC_TEST_CACHE`` (default: the git-ignored
-    ``<repo>/.xlspec-cache``), exported as ``XLSPEC_CACHE`` for the session: converted at
-    most once, then reused."""
-    default = Path(__file__).resolve().parents[2] / ".xlspec-cache"
-    patch = pytest.MonkeyPatch()
-    patch.setenv("XLSPEC_CACHE", os.environ.get("XLSPEC_TEST_CACHE", str(default)))
-    yield resolve_model(BUILTIN)
-    patch.undo()
 
 
 def test_builtin_is_a_plain_safetensors_folder(builtin_model):

@@ -182,7 +182,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, hf_run):
     assert proc.poll() is None, "the run finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    subprocess.run(["ray", "stop", "--force"], capture_output=True)
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "ray"), "stop", "--force"], capture_output=True)
     stored_before = set(pq.read_table(answers).column("request_id").to_pylist())
     first_sent = logged(log)
     assert stored_before and len(stored_before) < len(reference)
