@@ -206,6 +206,24 @@ def test_metrics_parquet_has_one_row_per_metric_and_group(built):
     assert not df.duplicated(["study", "metric", "model", "dataset", "language", "framing", "mode"]).any()
 
 
+def test_metrics_parquet_reads_in_pandas_polars_and_duckdb(built):
+    import duckdb
+    import polars as pl
+
+    run_dir, _, _, _ = built
+    path = os.path.join(run_dir, "metrics.parquet")
+    pandas_df = pd.read_parquet(path)
+    polars_df = pl.read_parquet(path)
+    con = duckdb.connect()
+    rows = con.execute(f"SELECT metric, model, language, framing, value, n FROM read_parquet('{path}') WHERE metric = 'accuracy' ORDER BY model, language, framing").fetchall()
+    assert len(pandas_df) == polars_df.height == con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
+    expected = pandas_df[pandas_df.metric == "accuracy"].sort_values(["model", "language", "framing"])
+    assert [r[4] for r in rows] == pytest.approx(list(expected["value"]))
+    acc = polars_df.filter(pl.col("metric") == "accuracy").sort(["model", "language", "framing"])
+    assert acc["n"].to_list() == [r[5] for r in rows]
+    assert set(polars_df.columns) == set(pandas_df.columns)
+
+
 def test_markdown_report_golden(built):
     run_dir, _, _, _ = built
     text = read(os.path.join(run_dir, "report.md"))

@@ -72,11 +72,11 @@ def test_hf_demo_rows_and_columns(hf_run):
     table = pq.read_table(project / "runs" / "demo" / "results.parquet")
     assert table.schema.names == RESULTS_SCHEMA.names
     n_cells = len(plan["cells"])
-    assert table.num_rows == n_cells * LIMIT * 2  # options + generate per item
+    assert table.num_rows == n_cells * LIMIT  # study quiz reads options, study written generates
     df = table.to_pandas()
     assert set(df["answer_kind"]) == {"options", "generate"}
     assert df["error"].isna().all(), df[df["error"].notna()]["error"].tolist()
-    assert "8/8 cells" in r.stdout
+    assert "16/16 cells" in r.stdout
 
 
 def test_options_probabilities_sum_to_one(hf_run):
@@ -157,7 +157,7 @@ def test_vllm_engine_demo(tmp_path):
         runs.append(results(project).sort_values("request_id").reset_index(drop=True))
         shutil.rmtree(project / "runs" / "demo")
     df = runs[0]
-    assert len(df) == 8 * 2 * 2 and df["error"].isna().all()
+    assert len(df) == 16 * 2 and df["error"].isna().all()
     assert set(df["engine"]) == {"vllm"}
     for probs in df[df["answer_kind"] == "options"]["option_probs"]:
         assert abs(sum(dict(probs).values()) - 1.0) < 1e-4
@@ -207,8 +207,8 @@ def test_run_on_an_existing_cluster(tmp_path):
     subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--include-dashboard=false", "--disable-usage-stats"], check=True, capture_output=True, env=env)
     try:
         r = xlspec(["run", "build/demo.plan.json", "--limit", "1", "--no-report", "--address", f"127.0.0.1:{port}"], cwd=project)
-        assert "8/8 cells" in r.stdout
-        assert len(results(project)) == 8 * 2
+        assert "16/16 cells" in r.stdout
+        assert len(results(project)) == 16
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True)
 
@@ -227,4 +227,4 @@ def test_a_model_that_cannot_load_fails_only_its_cells(tmp_path):
     assert "broken" in r.stdout and "FAILED" in r.stdout and "no-such-model" in r.stdout
     assert "Traceback" not in r.stdout + r.stderr
     df = results(project)
-    assert set(df["model"]) == {"smol"} and len(df) == 8 * 2
+    assert set(df["model"]) == {"smol"} and len(df) == 16
