@@ -171,7 +171,8 @@ def main() -> None:
         inc_wall, out = xlspec(run_args, project, env)
         mi = next(iter(manifest(os.path.dirname(runs), experiment)["models"].values()))
         print(f"incremental re-run (one framing's English text edited): {inc_wall:.1f} s = {inc_wall / full_wall:.0%} of the full run's time; "
-              f"{mi['computed']:,} of {mi['requests']:,} requests computed ({mi['computed'] / max(mi['requests'], 1):.0%})")
+              f"{mi['computed']:,} of the plan's {model['requests']:,} requests computed ({mi['computed'] / max(model['requests'], 1):.0%}); "
+              f"Ray start {manifest(os.path.dirname(runs), experiment)['timings']['ray_start_s']:.1f} s and engine load {mi['load_s'] or 0:.1f} s of it are fixed costs")
     shutil.rmtree(work, ignore_errors=True)
 
 
