@@ -404,6 +404,7 @@ def render_context(results: pd.DataFrame, plan: dict, manifest: dict | None = No
     warnings = [] if warnings is None else warnings
     header = {k: v for k, v in plan.items() if k != "cells"}
     frames = _study_frames(results, plan)
+    every_study = pd.concat(list(frames.values()), ignore_index=True) if frames else results
     names = (plan.get("names") or {}).get("languages") or {}
 
     all_rows: list[dict] = []
@@ -444,7 +445,7 @@ def render_context(results: pd.DataFrame, plan: dict, manifest: dict | None = No
         samples.extend(flips)
         samples_total += n_flips
         thr = next((float((m.get("args") or {}).get("threshold", 0.5)) for m in metrics if m["name"] == "logit_leakage"), 0.5)
-        refs, n_refs = _refusals(sname, df, thr)
+        refs, n_refs = _refusals(sname, df, thr, every_study)
         refusals.extend(refs)
         refusals_total += n_refs
 
@@ -817,9 +818,12 @@ def _flipped(sname: str, df: pd.DataFrame) -> tuple[list[dict], int]:
     return out, total
 
 
-def _refusals(sname: str, df: pd.DataFrame, threshold: float) -> tuple[list[dict], int]:
-    """Refused generated answers, with the option their log-probabilities preferred."""
+def _refusals(sname: str, df: pd.DataFrame, threshold: float, pool: pd.DataFrame) -> tuple[list[dict], int]:
+    """Refused generated answers, with the option their log-probabilities preferred.  The
+    probabilities come from any study's options row of the same item and axes (``pool``, all
+    results): one study may read the options of the prompts another one generates from."""
     df = _ok_rows(df)
+    pool = _ok_rows(pool)
     if len(df) == 0 or "refused" not in df.columns:
         return [], 0
     kind = df["answer_kind"].astype(object).where(df["answer_kind"].notna(), "generate") if "answer_kind" in df.columns else pd.Series("generate", index=df.index)
@@ -828,8 +832,9 @@ def _refusals(sname: str, df: pd.DataFrame, threshold: float) -> tuple[list[dict
     total = len(gen)
     if total == 0:
         return [], 0
-    key_axes = [a for a in ("item_id", "model", "dataset", "country", "language", "framing", "mode", "partition", "subset", "shots", "seed") if a in df.columns]
-    probs = df[np.isin(kind.to_numpy(), ("options", "loglik"))]
+    key_axes = [a for a in ("item_id", "model", "dataset", "country", "language", "framing", "mode", "partition", "subset", "shots", "seed") if a in df.columns and a in pool.columns]
+    pool_kind = pool["answer_kind"].astype(object) if "answer_kind" in pool.columns else pd.Series("generate", index=pool.index)
+    probs = pool[np.isin(pool_kind.to_numpy(), ("options", "loglik"))]
     if "sample" in probs.columns:
         probs = probs.sort_values("sample", kind="stable", na_position="last")
     prank = probs["answer_kind"].map(lambda k: 0 if k == "options" else 1) if len(probs) else pd.Series([], dtype=int)

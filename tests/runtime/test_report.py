@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from xlspec.runtime.report import METRICS_SCHEMA, build_reports
+from xlspec.runtime.report import METRICS_SCHEMA, build_reports, render_context
 from xlspec.runtime.schema import RESULTS_SCHEMA
 
 
@@ -451,3 +451,24 @@ def test_html_report_in_headless_chromium(built):
             proc.wait()
         shutil.rmtree(profile, ignore_errors=True)
     assert time.monotonic() - t0 < 30
+
+
+def test_refusals_read_leaked_options_from_another_study():
+    """A study that only generates shows the option its prompt's probabilities preferred,
+    read from the study that scored the same prompts (the demo's `quiz` and `written`)."""
+    import copy
+
+    plan = make_plan()
+    rows = make_rows()
+    plan["studies"]["written"] = copy.deepcopy(plan["studies"]["quiz"])
+    plan["studies"]["written"]["metrics"] = [{"name": "refusal_rate", "args": {}, "label": "refusal_rate"}]
+    plan["cells"] += [dict(c, id=c["id"] + "-w", study="written") for c in plan["cells"]]
+    for r in rows:
+        if r["answer_kind"] == "generate":
+            r["cell_id"] += "-w"
+    results = pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA).to_pandas()
+    refusals = [r for r in render_context(results, plan, n_boot=0)["refusals"] if r["study"] == "written"]
+    # ANSWERS: tiny/de/plain q3 refused, its options row's top choice is D (0.7)
+    one = next(r for r in refusals if (r["model"], r["language"], r["framing"], r["item_id"]) == ("tiny", "de", "plain", "q3"))
+    assert one["leaked"] == "D" and one["p"] == pytest.approx(0.7)
+    assert len(refusals) == 4 and all(r["leaked"] is not None for r in refusals)
