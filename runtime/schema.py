@@ -1,28 +1,29 @@
-"""The results table: one row per request (DESIGN.md, "Results")."""
+"""The results table: one row per request (its columns are documented in docs/results.md).
+
+The axis columns come from :mod:`xlspec.axes`, so a new axis is a new column everywhere.
+"""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
+from xlspec.axes import CELL_AXES, ROW_AXES
+
 OPTION_MAP = pa.map_(pa.string(), pa.float64())
+
+
+def _axis_column(axis) -> tuple[str, pa.DataType]:
+    return (axis.name, pa.int32() if axis.integer else pa.string())
+
 
 RESULTS_SCHEMA = pa.schema(
     [
         ("experiment", pa.string()),
         ("cell_id", pa.string()),
         ("request_id", pa.string()),
-        ("model", pa.string()),
-        ("dataset", pa.string()),
+        *(_axis_column(a) for a in CELL_AXES),
         ("item_id", pa.string()),
-        ("language", pa.string()),
-        ("country", pa.string()),
-        ("framing", pa.string()),
-        ("mode", pa.string()),
-        ("partition", pa.string()),
-        ("subset", pa.string()),
-        ("shots", pa.int32()),
-        ("sample", pa.int32()),
-        ("answer_kind", pa.string()),
+        *(_axis_column(a) for a in ROW_AXES),
         ("prompt", pa.string()),
         ("response", pa.string()),
         ("parsed_answer", pa.string()),

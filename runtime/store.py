@@ -22,6 +22,8 @@ import uuid
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from xlspec.files import atomic_write
+
 from .engines.base import EngineResult
 from .schema import OPTION_MAP, RESULTS_SCHEMA
 
@@ -41,14 +43,7 @@ ANSWER_SCHEMA = pa.schema(
 
 
 def atomic_write_table(table: pa.Table, path: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def _as_map(d: dict | None):

@@ -5,6 +5,12 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+TESTS = os.path.join(ROOT, "tests")
+if TESTS not in sys.path:
+    # Test support code (tests/support: the fake engine, tiny projects) is imported as
+    # `support`.  pytest's default import mode already puts tests/ on the path (that is how
+    # `from conftest import ...` works); this keeps it so under other import modes.
+    sys.path.insert(0, TESTS)
 XLSPEC = [sys.executable, "-m", "xlspec.cli"]
 
 
@@ -53,3 +59,25 @@ def builtin_model():
     patch.setenv("XLSPEC_CACHE", os.environ.get("XLSPEC_TEST_CACHE", os.path.join(ROOT, ".xlspec-cache")))
     yield resolve_model("builtin:smollm2-135m-instruct")
     patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def _shipped_engines_only(request):
+    """Compiler tests (diagnostics with their "did you mean" lists, the generated reference)
+    see the engines xlspec ships, not the test engines that runtime tests register
+    (tests/support/fake_engine.py); runtime tests keep them."""
+    if os.path.join("tests", "runtime") in str(request.node.path):
+        yield
+        return
+    from xlspec.runtime.engines import ENGINES
+
+    ENGINES.names()  # load the shipped ones first
+    entries = ENGINES._entries
+    saved = dict(entries)
+    for name in [n for n, info in saved.items() if not getattr(info.load, "__module__", "").startswith("xlspec.")]:
+        del entries[name]
+    try:
+        yield
+    finally:
+        entries.clear()
+        entries.update(saved)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import subprocess
 
 import pytest
@@ -15,7 +16,7 @@ from conftest import FIXTURES, ROOT, XLSPEC, check_golden
 
 from xlspec import ast
 from xlspec.diagnostics import Diagnostics
-from xlspec.fmt import format_source
+from xlspec.fmt import WIDTH, format_source
 from xlspec.syntax import parse
 
 FMT = os.path.join(FIXTURES, "fmt")
@@ -53,8 +54,180 @@ def assert_formats_well(text: str, path: str) -> str:
     return out
 
 
-def test_fixtures_exist():
-    assert len(INPUTS) >= 6
+# ---- the fixtures: what each one is for, and that it really exercises it ---------------------
+
+NAMES = [os.path.basename(p)[: -len(".xls")] for p in INPUTS]
+
+
+def _nodes(tree) -> list:
+    """Every syntax node under ``tree`` (declarations, settings, expressions), in source order."""
+    found = []
+
+    def walk(n):
+        if isinstance(n, tuple):
+            for x in n:
+                walk(x)
+        elif hasattr(n, "__dataclass_fields__") and not isinstance(n, ast.Comment):
+            found.append(n)
+            for name in n.__dataclass_fields__:
+                if name not in ("span", "raw", "path", "comments"):
+                    walk(getattr(n, name))
+
+    walk(tree)
+    return found
+
+
+def _literals(tree) -> list[str]:
+    return [n.raw for n in _nodes(tree) if isinstance(n, (ast.Str, ast.Num))]
+
+
+def _own_line(text: str, comment: ast.Comment) -> bool:
+    """True for a comment alone on its line, False for one after code."""
+    return text.splitlines()[comment.span.line - 1][: comment.span.col - 1].strip() == ""
+
+
+def test_fixture_set():
+    """The parametrized tests have something to run over: every input has its canonical
+    layout beside it (and no expected file is left without an input), and the fixtures that
+    the tests below name are there."""
+    expected = {os.path.basename(p)[: -len(".expected.xls")] for p in glob.glob(os.path.join(FMT, "*.expected.xls"))}
+    assert set(NAMES) == expected
+    assert {"blank_lines", "comments", "decls", "lists", "metrics", "precedence", "templates", "values"} <= set(NAMES)
+    assert SPECS, "no specs/**/*.xls for test_repo_specs"
+
+
+@pytest.mark.parametrize("path", INPUTS, ids=NAMES)
+def test_input_is_not_already_canonical(path):
+    """An input that fmt leaves alone would make its golden test check nothing."""
+    text = _read(path)
+    assert _fmt(text, path) != text
+
+
+@pytest.mark.parametrize("path", INPUTS, ids=NAMES)
+def test_idempotent(path):
+    once = _fmt(_read(path), path)
+    assert _fmt(once, path) == once
+
+
+@pytest.mark.parametrize("path", INPUTS, ids=NAMES)
+def test_meaning_is_kept(path):
+    text = _read(path)
+    before = parse(text, path)
+    assert before is not None and before.items
+    after = parse(_fmt(text, path), path)
+    assert after == before
+    # Literals keep their exact source text (equality compares decoded values only).
+    assert _literals(after) == _literals(before)
+
+
+@pytest.mark.parametrize("path", INPUTS, ids=NAMES)
+def test_comments_are_kept_in_place(path):
+    """Every comment survives, in order, and one alone on its line stays alone on its line,
+    one after code stays after code."""
+    text = _read(path)
+    out = _fmt(text, path)
+    before, after = parse(text, path), parse(out, path)
+    assert _comments(after) == _comments(before)
+    assert [_own_line(out, c) for c in after.comments] == [_own_line(text, c) for c in before.comments]
+
+
+def test_ast_equality_sees_meaning_not_layout():
+    """The meaning checks above compare ASTs: layout (spans, literal spelling, comments) must
+    not count, but every change of meaning must."""
+    same = [
+        ("x y = a - (b - c)", "x y = a  -  ( b   - c )  # note"),
+        ("x y = [1.50, 007]", "x y = [\n  1.5,\n  7,\n]"),
+        ('x y = {"k": "\\u00e9"}', 'x y = {k: "é"}'),
+        ("mode m { k = true }", "mode m {\n  k = true\n}"),
+    ]
+    for a, b in same:
+        assert parse(a) == parse(b), (a, b)
+    different = [
+        ("x y = a - (b - c)", "x y = a - b - c"),
+        ("x y = a - b", "x y = a-b"),  # one hyphenated name, not a difference
+        ("x y = not (a and b)", "x y = not a and b"),
+        ("x y = a.b", "x y = a[b]"),
+        ("x y = [a, b]", "x y = [b, a]"),
+        ("x y = f(k = 1)", "x y = f(1)"),
+        ("x y = true", "x y = false"),
+        ('x y = "a"', "x y = a"),
+        ('experiment e "T"', 'experiment e "t"'),
+        ("mode m { a = 1  b = 2 }", "mode m { b = 2  a = 1 }"),
+        ("x y = a in b", "x y = a not in b"),
+    ]
+    for a, b in different:
+        assert parse(a) != parse(b), (a, b)
+
+
+def test_fixtures_cover_the_language():
+    """Together the inputs hold every kind of declaration, every kind of value and every
+    operator, so the meaning check runs over all of the syntax."""
+    from typing import get_args
+
+    from xlspec.check import KINDS
+
+    trees = [parse(_read(p), p) for p in INPUTS]
+    nodes = [n for t in trees for n in _nodes(t)]
+    types = {type(n) for n in nodes}
+    assert set(get_args(ast.Expr)) | {ast.KwArg, ast.Entry, ast.Setting, ast.Block, ast.Decl, ast.Import} <= types
+    assert {n.op for n in nodes if isinstance(n, ast.BinOp)} >= {"+", "-", "&", "or", "and", "in", "not in", "==", "!=", "<", "<=", ">", ">="}
+    refs = [n for n in nodes if isinstance(n, ast.Ref)]
+    assert any(len(r.parts) > 1 for r in refs) and any(r.index is not None for r in refs)
+    assert any(len(r.parts) > 1 and r.index is not None for r in refs)
+    assert {True, False} <= {n.value for n in nodes if isinstance(n, ast.Bool)}
+    assert any(n.quoted for n in nodes if isinstance(n, ast.Entry))
+    decls = [n for n in nodes if isinstance(n, ast.Decl)]
+    assert set(KINDS) <= {d.kind.text for d in decls}
+    assert any(d.title for d in decls) and any(d.value is not None and d.body is not None for d in decls)
+    raws = [n.raw for n in nodes if isinstance(n, ast.Str)]
+    assert any(r.startswith('"""') for r in raws) and any("\\" in r for r in raws)
+
+
+def test_each_fixture_exercises_its_topic():
+    """Each input holds what its name promises, so its golden layout shows that rule."""
+    text = {name: _read(p) for name, p in zip(NAMES, INPUTS)}
+    tree = {name: parse(t, name) for name, t in text.items()}
+
+    # blank_lines: runs of blank lines at the top, between declarations and settings, and
+    # right inside a block's braces.
+    t = text["blank_lines"]
+    assert t.startswith("\n") and "\n\n\n\n" in t
+    assert re.search(r"\{\n[ \t]*\n", t) and re.search(r"\n[ \t]*\n\}", t)
+
+    # comments: many, alone on a line and after code, at the top and at the end of the file,
+    # inside a list, a map and a block.
+    t, cs = text["comments"], tree["comments"].comments
+    assert len(cs) >= 10
+    assert {_own_line(t, c) for c in cs} == {True, False}
+    assert t.lstrip().startswith("#") and t.rstrip().splitlines()[-1].lstrip().startswith("#")
+    for opener, closer in (("[", "]"), ("{", "}")):
+        assert re.search(re.escape(opener) + r"[^" + re.escape(closer) + r"]*#", t), opener
+
+    # decls: every declaration kind, squeezed together without blank lines.
+    kinds = {d.kind.text for d in tree["decls"].decls}
+    from xlspec.check import KINDS
+
+    assert set(KINDS) <= kinds and tree["decls"].imports
+    assert "\n\n" not in text["decls"]
+
+    # lists: a list too long for one line, an empty one, a trailing comma, nesting, maps and
+    # a call whose arguments do not fit.
+    t = text["lists"]
+    assert max(len(line) for line in t.splitlines()) > WIDTH
+    assert "[ ]" in t and ",]" in t and "[[" in t and "{" in t
+
+    # metrics: calls with keyword arguments, nested calls, a call too long for one line.
+    calls = [n for n in _nodes(tree["metrics"]) if isinstance(n, ast.Call)]
+    assert any(n.keywords for n in calls) and any(isinstance(a, ast.Call) for n in calls for a in n.args)
+    assert max(len(line) for line in text["metrics"].splitlines()) > WIDTH
+
+    # precedence: parentheses the grammar does not need, which fmt drops.
+    assert text["precedence"].count("(") > _fmt(text["precedence"]).count("(")
+    assert any(isinstance(n, ast.Not) for n in _nodes(tree["precedence"]))
+
+    # templates: triple-quoted strings, indented differently from the block around them.
+    raws = [n.raw for n in _nodes(tree["templates"]) if isinstance(n, ast.Str)]
+    assert sum(r.startswith('"""') for r in raws) >= 3
 
 
 @pytest.mark.parametrize("path", INPUTS, ids=[os.path.basename(p)[:-4] for p in INPUTS])

@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--address", default=None, help="join an existing Ray cluster (default: start a local one)")
     r.add_argument("--runs-dir", default="runs", help="where results go (default: runs)")
     r.add_argument("--store", default=None, help="the shared request cache (default: <runs-dir>/.store)")
-    r.add_argument("--engine", choices=("hf", "vllm"), default=None, help="override every model's engine")
+    r.add_argument("--engine", default=None, metavar="ENGINE", help="override every model's engine (hf, vllm)")
     r.add_argument("--no-report", action="store_true", help="skip metrics and reports")
 
     rep = sub.add_parser("report", help="recompute metrics and re-render reports from stored results")
@@ -113,19 +113,9 @@ def default_specs() -> list[str]:
     return out
 
 
-def compile_spec(path: str, out_dir: str):
-    """Check and expand one spec.  Returns (plan or None, CheckResult)."""
-    from .check import check_file
-    from .expand import expand
-
-    result = check_file(path)
-    if result.spec is None:
-        return None, result
-    return expand(result.spec, result.records, os.path.abspath(out_dir)), result
-
-
 def cmd_compile(args) -> int:
     from . import plan as planmod
+    from .api import compile_file
     from .diagnostics import Diagnostics, SourceCache
 
     files = args.files or default_specs()
@@ -137,9 +127,10 @@ def cmd_compile(args) -> int:
     seen: dict[str, str] = {}
     summaries = []
     for path in files:
-        plan, result = compile_spec(path, args.out_dir)
+        result = compile_file(path, args.out_dir)
         all_diags.extend(result.diagnostics)
         sources.texts.update(result.sources.texts)
+        plan = result.data
         if plan is None:
             status = EXIT_INPUT
             continue
@@ -204,16 +195,17 @@ def cmd_fmt(args) -> int:
 
 
 def cmd_diff(args) -> int:
-    from .diff import diff_plans, load_side, render_diff_json, render_diff_text
+    from .api import load_plan_or_spec
+    from .diff import diff_plans, render_diff_json, render_diff_text
 
-    plans = []
+    sides = []
     for side in (args.old, args.new):
-        plan, result = load_side(side)
-        if plan is None:
+        result = load_plan_or_spec(side)
+        if not result.ok:
             _print_diagnostics(result.diagnostics, result.sources, "text")
             return EXIT_INPUT
-        plans.append(plan)
-    d = diff_plans(plans[0], plans[1])
+        sides.append(result)
+    d = diff_plans(sides[0].plan, sides[1].plan, sides[0].plan_path, sides[1].plan_path)
     print(render_diff_json(d) if args.format == "json" else render_diff_text(d, args.old, args.new), end="")
     return EXIT_OK
 

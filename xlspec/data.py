@@ -7,10 +7,11 @@ renders the prompts).  Records keep the line they came from.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from dataclasses import dataclass
+
+from .files import sha256_bytes
 
 FORMATS = ("jsonl", "csv")
 
@@ -27,20 +28,12 @@ class Record:
     fields: dict
 
 
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_records(path: str, fmt: str) -> tuple[list[Record], str]:
     """All records of a data file and the file's sha256.  Raises DataError on bad content
     and OSError when the file cannot be read."""
     with open(path, "rb") as f:
         raw = f.read()
-    digest = hashlib.sha256(raw).hexdigest()
+    digest = sha256_bytes(raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -2,8 +2,12 @@
 
 Cells are matched by their study and axis values (the same point of the cross product); a
 matched pair whose id differs is *changed*, and the reasons name what changed (template text,
-model revision, data file, ...).  Request and token estimates say what a re-run will compute:
-added and changed cells; removed and unchanged ones cost nothing.
+model revision, data file, ...).  What a re-run computes is counted exactly: the cells'
+requests are lowered as the runtime lowers them (:mod:`xlspec.lower`), and a request is
+computed when its id is not among the old plan's requests (the runtime finds those in its
+store).  A changed cell whose requests are all old (a new answer parser) is rewritten from
+stored answers at no engine cost.  Where a plan's data files are not the ones it was compiled
+from, its requests cannot be rebuilt and the counts are the plan's estimates.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-AXIS_ORDER = ("model", "dataset", "country", "language", "framing", "mode", "partition", "subset", "shots", "seed")
+from .axes import CELL_AXIS_NAMES as AXIS_ORDER
+from .plan import Cell, Plan
+
 MAX_LISTED = 40
 
 
@@ -33,9 +39,17 @@ class PlanDiff:
     header: list[str]
     old_cells: int
     new_cells: int
+    exact_requests: int | None = None
+    """Distinct requests a re-run computes (None where they could not be rebuilt)."""
+
+    @property
+    def exact(self) -> bool:
+        return self.exact_requests is not None
 
     @property
     def rerun_requests(self) -> int:
+        if self.exact_requests is not None:
+            return self.exact_requests
         return sum(c.requests for c in self.added + self.changed)
 
     @property
@@ -43,41 +57,13 @@ class PlanDiff:
         return sum(c.prompt_tokens for c in self.added + self.changed)
 
 
-class _Loaded:
-    def __init__(self, diagnostics, sources):
-        self.diagnostics, self.sources = diagnostics, sources
+def _key(cell: Cell) -> tuple:
+    return (cell.study,) + tuple(cell.axes.get(a) for a in AXIS_ORDER)
 
 
-def load_side(path: str):
-    """A plan from a plan file, or compiled from a spec.  (plan or None, diagnostics holder)."""
-    from .diagnostics import Diagnostics, SourceCache, Span
-
-    if path.endswith(".xls"):
-        from .cli import compile_spec
-
-        return compile_spec(path, "build")
-    diags, sources = Diagnostics(), SourceCache()
-    try:
-        from .plan import load
-
-        return load(path), _Loaded(diags, sources)
-    except FileNotFoundError:
-        diags.error("E010", f"no such file: {path}", None)
-    except (ValueError, json.JSONDecodeError) as e:
-        line = getattr(e, "lineno", 1)
-        diags.error("E015", f"not a plan file: {getattr(e, 'msg', e)}", Span.point(path, line, 1))
-    return None, _Loaded(diags, sources)
-
-
-def _key(cell: dict) -> tuple:
-    return (cell["study"],) + tuple(cell["axes"].get(a) for a in AXIS_ORDER)
-
-
-def _reasons(old: dict, new: dict, old_plan: dict, new_plan: dict) -> list[str]:
-    from .plan import cell_parts
-
+def _reasons(old: Cell, new: Cell, old_plan: Plan, new_plan: Plan) -> list[str]:
     out = []
-    a, b = cell_parts(old_plan, old), cell_parts(new_plan, new)
+    a, b = old_plan.cell_parts(old), new_plan.cell_parts(new)
     op, np_ = a["prompt"], b["prompt"]
     for k, label in (("template", "template text"), ("instruction", "instruction"), ("system", "system prompt"), ("variables", "prompt variables"), ("fewshot", "few-shot examples")):
         if op.get(k) != np_.get(k):
@@ -90,18 +76,18 @@ def _reasons(old: dict, new: dict, old_plan: dict, new_plan: dict) -> list[str]:
         if a["sampling"].get(k) != b["sampling"].get(k):
             out.append(f"{k}: {a['sampling'].get(k)} -> {b['sampling'].get(k)}")
     if a["answers"] != b["answers"]:
-        out.append("answer kinds: " + " + ".join(x["kind"] for x in a["answers"]) + " -> " + " + ".join(x["kind"] for x in b["answers"]))
+        out.append("answers: " + " + ".join(_answer(x) for x in a["answers"]) + " -> " + " + ".join(_answer(x) for x in b["answers"]))
     oi, ni = a["items"], b["items"]
     if oi["sha256"] != ni["sha256"]:
-        out.append(f"data file {new_plan['datasets'][new['axes']['dataset']]['path']} changed")
+        out.append(f"data file {new_plan.datasets[new.axes['dataset']].path} changed")
     if oi["fields"] != ni["fields"] or oi["labels"] != ni["labels"]:
         out.append("dataset field mapping")
     for k in ("filters", "limit", "partition"):
         if oi.get(k) != ni.get(k):
             out.append(f"item {k}")
-    if old.get("items") != new.get("items"):
-        out.append(f"items: {old.get('items')} -> {new.get('items')}")
-    if old_plan["versions"]["render"] != new_plan["versions"]["render"]:
+    if old.items != new.items:
+        out.append(f"items: {old.items} -> {new.items}")
+    if old_plan.versions["render"] != new_plan.versions["render"]:
         out.append("prompt-rendering rules version")
     return out or ["cell content (no field-level difference found)"]
 
@@ -111,35 +97,69 @@ def _short(v, n: int = 48) -> str:
     return s if len(s) <= n else s[: n - 4] + '..."'
 
 
-def _change(cell: dict, reasons: list[str] | None = None) -> CellChange:
-    est = cell.get("estimate", {})
-    return CellChange(cell["study"], cell["axes"], est.get("requests", 0), est.get("prompt_tokens", 0), reasons or [])
+def _answer(a: dict) -> str:
+    parser = a.get("parser")
+    if not parser:
+        return a["kind"]
+    args = ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in (a.get("parser_args") or {}).items())
+    return f"{a['kind']}(parser = {parser}{f'({args})' if args else ''})"
 
 
-def diff_plans(old: dict, new: dict) -> PlanDiff:
-    old_cells = {_key(c): c for c in old["cells"]}
-    new_cells = {_key(c): c for c in new["cells"]}
-    added = [_change(new_cells[k]) for k in sorted(new_cells, key=_sortable) if k not in old_cells]
+def _change(cell: Cell, reasons: list[str] | None = None, requests: int | None = None) -> CellChange:
+    est = cell.estimate
+    return CellChange(cell.study, dict(cell.axes), est.requests if requests is None else requests, est.prompt_tokens, reasons or [])
+
+
+def _request_ids(plan: Plan, plan_path: str | None, cells: list[Cell]) -> dict[str, set[str]] | None:
+    """Cell id -> its request ids, or None where the plan's data cannot be read as it was
+    compiled."""
+    from .lower import DataCache, cell_requests
+    from .plan import stale_inputs
+
+    if plan_path is None or any("(missing)" in c or not c.endswith(".xls") for c in stale_inputs(plan, plan_path)):
+        return None
+    data = DataCache(plan, plan_path)
+    try:
+        return {c.id: {r.request.request_id for r in cell_requests(plan, c, data)} for c in cells}
+    except (OSError, ValueError):
+        return None
+
+
+def diff_plans(old: Plan, new: Plan, old_path: str | None = None, new_path: str | None = None) -> PlanDiff:
+    """Compare two plans.  With the plans' paths (where their relative paths start), the
+    requests a re-run computes are counted exactly."""
+    old_cells = {_key(c): c for c in old.cells}
+    new_cells = {_key(c): c for c in new.cells}
+    todo = [new_cells[k] for k in sorted(new_cells, key=_sortable) if k not in old_cells or old_cells[k].id != new_cells[k].id]
+    old_ids = _request_ids(old, old_path, old.cells)
+    new_ids = _request_ids(new, new_path, todo) if old_ids is not None else None
+    seen = set().union(*old_ids.values()) if old_ids else set()
+
+    def count(cell: Cell) -> int | None:
+        return None if new_ids is None else len(new_ids[cell.id] - seen)
+
+    added = [_change(new_cells[k], requests=count(new_cells[k])) for k in sorted(new_cells, key=_sortable) if k not in old_cells]
     removed = [_change(old_cells[k]) for k in sorted(old_cells, key=_sortable) if k not in new_cells]
     changed, unchanged = [], 0
     for k in sorted(set(old_cells) & set(new_cells), key=_sortable):
         o, n = old_cells[k], new_cells[k]
-        if o["id"] == n["id"]:
+        if o.id == n.id:
             unchanged += 1
         else:
-            changed.append(_change(n, _reasons(o, n, old, new)))
+            changed.append(_change(n, _reasons(o, n, old, new), count(n)))
     header = []
-    if old.get("experiment") != new.get("experiment"):
-        header.append(f"experiment: {old.get('experiment')} -> {new.get('experiment')}")
-    if old.get("spec", {}).get("sha256") != new.get("spec", {}).get("sha256"):
+    if old.experiment != new.experiment:
+        header.append(f"experiment: {old.experiment} -> {new.experiment}")
+    if old.spec.sha256 != new.spec.sha256:
         header.append("spec text changed")
-    for name in sorted(set(old["datasets"]) | set(new["datasets"])):
-        a, b = old["datasets"].get(name), new["datasets"].get(name)
+    for name in sorted(set(old.datasets) | set(new.datasets)):
+        a, b = old.datasets.get(name), new.datasets.get(name)
         if a is None or b is None:
             header.append(f"dataset {name} {'added' if a is None else 'removed'}")
-        elif a["sha256"] != b["sha256"]:
-            header.append(f"dataset {name}: data file changed ({a['records']} -> {b['records']} records)")
-    return PlanDiff(added, removed, changed, unchanged, header, len(old["cells"]), len(new["cells"]))
+        elif a.sha256 != b.sha256:
+            header.append(f"dataset {name}: data file changed ({a.records} -> {b.records} records)")
+    exact = None if new_ids is None else len(set().union(*new_ids.values()) - seen) if new_ids else 0
+    return PlanDiff(added, removed, changed, unchanged, header, len(old.cells), len(new.cells), exact)
 
 
 def _sortable(key: tuple) -> tuple:
@@ -165,7 +185,10 @@ def render_diff_text(d: PlanDiff, old_name: str, new_name: str) -> str:
         f"cells: {d.old_cells} -> {d.new_cells}  ({len(d.added)} added, {len(d.removed)} removed, "
         f"{len(d.changed)} changed, {d.unchanged} unchanged)"
     )
-    lines.append(f"to compute on re-run: {d.rerun_requests:,} requests (~{d.rerun_prompt_tokens:,} prompt tokens)")
+    if d.exact:
+        lines.append(f"to compute on re-run: {d.rerun_requests:,} requests")
+    else:
+        lines.append(f"to compute on re-run: ~{d.rerun_requests:,} requests (~{d.rerun_prompt_tokens:,} prompt tokens; estimated: the data files are not the ones the plan was compiled from)")
     for h in d.header:
         lines.append(f"  * {h}")
     everything = d.added + d.removed + d.changed
@@ -199,6 +222,7 @@ def render_diff_json(d: PlanDiff) -> str:
             "unchanged": d.unchanged,
             "header": d.header,
             "rerun_requests": d.rerun_requests,
+            "rerun_requests_exact": d.exact,
             "rerun_prompt_tokens": d.rerun_prompt_tokens,
         },
         ensure_ascii=False,

@@ -1,28 +1,34 @@
-"""Expand phase: a checked spec -> the plan (DESIGN.md, "Plan").
+"""Expand phase: a checked spec -> the plan (docs/plans.md).
 
 Each cell is one point of the cross product model x dataset x country x language x framing x
 mode x partition x subset x shots x seed.  What cells share (template texts, sampling, model
 settings, item selection) is stated once in the plan's header; a cell names its axis values
 and carries an id that hashes everything that changes its outputs (see
-:func:`xlspec.plan.cell_parts`).  The plan does not list items: it records how a cell selects
+:mod:`xlspec.identity`).  The plan does not list items: it records how a cell selects
 them and how many there are, so a study of a million requests still has a small plan.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
-from itertools import product
 from typing import Any
 
 from . import __version__
 from .data import Record
 from .items import available, select
 from .languages import country_name_in, name_in
-from .plan import PLAN_FORMAT, cell_id, model_entry, part_digests
+from .answers import ANSWER_KINDS
+from .axes import CELL_AXIS_NAMES
+from .identity import PARTS, axis_line, digest
+from .plan import PLAN_FORMAT
 from .prompt import RENDER_VERSION
 from .spec import Spec, StudySpec
 from .syntax import grammar_version
+
+PART_BUILDERS = {name: build for name, _axes, build in PARTS}
+PART_AXES = {name: axes for name, axes, _build in PARTS}
 
 CHARS_PER_TOKEN = 4
 """Token estimates assume about four characters a token; they are for planning, not billing."""
@@ -55,12 +61,9 @@ def expand(spec: Spec, records: dict[str, list[Record]], plan_dir: str) -> dict:
             "imports": [i.model_dump() for i in spec.imports],
         },
         "datasets": datasets,
-        "models": {name: model_entry(spec.models[name]) for name in used_models},
-        "framings": {name: {"templates": spec.framings[name].templates, "system": spec.framings[name].system} for name in used_framings},
-        "modes": {
-            name: {"instruction": m.instruction, "max_tokens": m.max_tokens, "temperature": m.temperature, "top_p": m.top_p}
-            for name, m in ((n, spec.modes[n]) for n in used_modes)
-        },
+        "models": {name: spec.models[name].model_dump() for name in used_models},
+        "framings": {name: spec.framings[name].model_dump() for name in used_framings},
+        "modes": {name: spec.modes[name].model_dump() for name in used_modes},
         "subsets": {k: v for k, v in sorted(spec.subsets.items())},
         "reports": [{"name": r.name, "template": r.template} for r in spec.reports],
     }
@@ -134,7 +137,8 @@ class _ItemCounter:
         if hit is None:
             ds = self.datasets[dataset]
             chosen = select(self.records[dataset], ds, language, partition, filters, limit)
-            chars = sum(_text_chars(r, ds, language) for r in chosen)
+            text_fields = _text_fields(ds)
+            chars = sum(_text_chars(r, text_fields, language) for r in chosen)
             hit = (len(chosen), chars // max(len(chosen), 1))
             self.cache[key] = hit
         return hit
@@ -145,61 +149,133 @@ class _ItemCounter:
         if hit is None:
             ds = self.datasets[dataset]
             pool = [r for r in self.records[dataset] if available(r, ds, language)][:shots]
-            hit = (len(pool), sum(_text_chars(r, ds, language) for r in pool))
+            text_fields = _text_fields(ds)
+            hit = (len(pool), sum(_text_chars(r, text_fields, language) for r in pool))
             self.cache[key] = hit
         return hit[1]
 
 
-def _text_chars(r: Record, ds: dict, language: str) -> int:
+_NOT_TEXT = ("id", "gold", "human", "partition", "language")
+
+
+def _text_fields(ds: dict) -> list[tuple[str | list[str], str | None]]:
+    """(source, index) of the mapped fields whose text a prompt may show."""
+    return [(m["source"], m.get("index")) for name, m in ds["fields"].items() if name not in _NOT_TEXT]
+
+
+def _text_chars(r: Record, text_fields: list, language: str) -> int:
     n = 0
-    for name, m in ds["fields"].items():
-        if name in ("id", "gold", "human", "partition", "language"):
-            continue
-        src = m["source"]
-        values = [r.fields.get(s) for s in src] if isinstance(src, list) else [r.fields.get(src)]
-        for v in values:
-            if isinstance(v, dict) and m.get("index") == "lang":
+    fields = r.fields
+    for src, index in text_fields:
+        for v in ([fields.get(s) for s in src] if isinstance(src, list) else (fields.get(src),)):
+            if index == "lang" and isinstance(v, dict):
                 v = v.get(language)
-            if isinstance(v, (str, list)):
-                n += len(v) if isinstance(v, str) else sum(len(str(x)) for x in v)
+            if isinstance(v, str):
+                n += len(v)
+            elif isinstance(v, list):
+                n += sum(len(str(x)) for x in v)
     return n
 
 
 def _cells(plan: dict, study: StudySpec, counter: _ItemCounter):
-    """The cells of one study, in the spec's order.  The loop is the hot path of a large
-    compile: parts shared by many cells are hashed once (``part_digests``' cache) and the
-    per-cell work is building the axes, the id and the estimate."""
+    """The cells of one study, in the spec's order (the axes' order, outermost first).
+
+    The hot path of a large compile.  The loops run in the order of the cell id's axis
+    lines, so each loop level extends a sha256 of the lines above it (``hashlib`` copies),
+    and each part of the id is hashed once, at the level where the axes it depends on are
+    fixed (:data:`xlspec.identity.PARTS`); per cell there is one hash copy, a few dict
+    lookups and the cell itself."""
+    name = study.name
     countries = sorted(study.countries) if study.countries else [None]
     modes = study.modes or [None]
     partitions = study.partitions or [None]
     subsets = study.subsets or [None]
+    answers = plan["studies"][name]["answers"]
+    render = plan["versions"]["render"]
     parts_cache: dict = {}
-    answers = plan["studies"][study.name]["answers"]
-    samples = study.samples
     estimates: dict = {}
-    for model, dataset, country in product(study.models, study.datasets, countries):
-        langs = study.languages[country or ""]
-        for language, framing, mode, partition, subset, shots, seed in product(langs, study.framings, modes, partitions, subsets, study.shots, study.seeds):
-            axes = {
-                "model": model, "dataset": dataset, "country": country, "language": language, "framing": framing,
-                "mode": mode, "partition": partition, "subset": subset, "shots": shots, "seed": seed,
-            }
-            digests, parts = part_digests(plan, study.name, axes, parts_cache)
-            key = (digests["items"], digests["prompt"], digests["sampling"], language)
-            estimate = estimates.get(key)
-            if estimate is None:
-                estimate = estimates[key] = _estimate(parts, study, counter, digests["items"], axes, answers, samples)
-            yield {"id": cell_id(axes, digests), "study": study.name, "axes": axes, "items": estimate[0], "estimate": estimate[1]}
+    lines: dict = {}
+
+    def line(axis, value):
+        key = (axis, value)
+        hit = lines.get(key)
+        if hit is None:
+            hit = lines[key] = axis_line(axis, value).encode("utf-8")
+        return hit
+
+    def part(part_name: str, **axes):
+        """(digest, value) of one part, hashed once per distinct value of its axes."""
+        key = (part_name, *axes.values())
+        hit = parts_cache.get(key)
+        if hit is None:
+            assert set(axes) == set(PART_AXES[part_name]), part_name
+            full = dict.fromkeys(CELL_AXIS_NAMES) | axes
+            value = PART_BUILDERS[part_name](plan, name, full)
+            hit = parts_cache[key] = (digest(value), value)
+        return hit
+
+    answers_d = part("answers")[0]
+    root = hashlib.sha256()
+    for model in study.models:
+        h_model = root.copy()
+        h_model.update(line("model", model))
+        model_d = part("model", model=model)[0]
+        for dataset in study.datasets:
+            h_dataset = h_model.copy()
+            h_dataset.update(line("dataset", dataset))
+            for country in countries:
+                h_country = h_dataset.copy()
+                h_country.update(line("country", country))
+                for language in study.languages[country or ""]:
+                    h_language = h_country.copy()
+                    h_language.update(line("language", language))
+                    for framing in study.framings:
+                        h_framing = h_language.copy()
+                        h_framing.update(line("framing", framing))
+                        for mode in modes:
+                            h_mode = h_framing.copy()
+                            h_mode.update(line("mode", mode))
+                            for partition in partitions:
+                                h_partition = h_mode.copy()
+                                h_partition.update(line("partition", partition))
+                                for subset in subsets:
+                                    h_subset = h_partition.copy()
+                                    h_subset.update(line("subset", subset))
+                                    items_d, items = part("items", dataset=dataset, partition=partition, subset=subset)
+                                    for shots in study.shots:
+                                        h_shots = h_subset.copy()
+                                        h_shots.update(line("shots", shots))
+                                        prompt_d, prompt = part("prompt", framing=framing, mode=mode, language=language, country=country, shots=shots)
+                                        for seed in study.seeds:
+                                            sampling_d, sampling = part("sampling", mode=mode, seed=seed)
+                                            key = (items_d, prompt_d, sampling_d, language)
+                                            estimate = estimates.get(key)
+                                            if estimate is None:
+                                                estimate = estimates[key] = _estimate(items, prompt, sampling, study, counter, items_d, dataset, language, partition, shots, answers)
+                                            h = h_shots.copy()
+                                            h.update(line("seed", seed))
+                                            h.update(f"part.model={model_d}\npart.prompt={prompt_d}\npart.sampling={sampling_d}\npart.answers={answers_d}\npart.items={items_d}\npart.render={render}".encode("utf-8"))
+                                            axes = {
+                                                "country": country, "dataset": dataset, "framing": framing, "language": language,
+                                                "mode": mode, "model": model, "partition": partition, "seed": seed,
+                                                "shots": shots, "subset": subset,
+                                            }
+                                            yield {"axes": axes, "estimate": estimate[1], "id": h.hexdigest(), "items": estimate[0], "study": name}
 
 
-def _estimate(parts: dict, study: StudySpec, counter: _ItemCounter, items_digest: str, axes: dict, answers: list, samples: int):
-    selection, prompt = parts["items"], parts["prompt"]
-    n, mean_chars = counter.count(items_digest, axes["language"], axes["dataset"], axes["partition"], selection["filters"], study.limit)
-    pool_chars = counter.pool_chars(study.fewshot, axes["language"], axes["shots"]) if prompt["fewshot"] else 0
+def _estimate(items: dict, prompt: dict, sampling: dict, study: StudySpec, counter: _ItemCounter, items_digest: str,
+              dataset: str, language: str, partition: str | None, shots: int, answers: list):
+    n, mean_chars = counter.count(items_digest, language, dataset, partition, items["filters"], study.limit)
+    pool_chars = counter.pool_chars(study.fewshot, language, shots) if prompt["fewshot"] else 0
     text_chars = len(prompt["template"]) + len(prompt["instruction"] or "") + len(prompt["system"] or "")
     per_prompt = math.ceil((text_chars + mean_chars + pool_chars) / CHARS_PER_TOKEN)
-    # Generation runs `samples` times per item; options and loglik are read once.
-    per_item = [(samples, parts["sampling"]["max_tokens"]) if a["kind"] == "generate" else (1, 1 if a["kind"] == "options" else 0) for a in answers]
+    # A sampled kind runs `samples` times per item with the mode's budget (once where
+    # decoding is greedy: the samples are one request, see xlspec.identity); the others once.
+    samples = study.samples if sampling["temperature"] > 0 else 1
+    per_item = []
+    for a in answers:
+        kind = ANSWER_KINDS[a["kind"]]
+        per_item.append((samples, sampling["max_tokens"]) if kind.sampled else (1, kind.output_tokens))
     requests = n * sum(k for k, _ in per_item)
     out_tokens = n * sum(k * t for k, t in per_item)
-    return n, {"requests": requests, "prompt_tokens": per_prompt * requests, "output_tokens": out_tokens}
+    return n, {"output_tokens": out_tokens, "prompt_tokens": per_prompt * requests, "requests": requests}

@@ -102,6 +102,8 @@ class ItemView:
     values: dict[str, str]
     """What the template's placeholders are filled with (fields of the item)."""
     labels: list[str]
+    option_texts: list[str]
+    """The option texts, in label order (empty without options)."""
     gold: str | None
     targets: list[str]
     human: dict[str, float] | None
@@ -112,6 +114,7 @@ def view(record: Record, dataset: dict, language: str, country: str | None) -> I
     fields = dataset["fields"]
     values: dict[str, str] = {}
     labels: list[str] = []
+    opts: list[str] = []
     for name, mapping in fields.items():
         if name in SPECIAL_FIELDS:
             continue
@@ -138,7 +141,7 @@ def view(record: Record, dataset: dict, language: str, country: str | None) -> I
             human = {str(k): float(v) for k, v in raw.items()}
         elif isinstance(raw, list) and labels:
             human = {label: float(v) for label, v in zip(labels, raw)}
-    return ItemView(item_id, values, labels, gold, targets, human, record.line)
+    return ItemView(item_id, values, labels, opts, gold, targets, human, record.line)
 
 
 def _gold_label(gold: Any, labels: list[str]) -> str | None:

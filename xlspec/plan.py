@@ -2,19 +2,29 @@
 
 Canonical JSON (sorted keys, 2-space indent, UTF-8, floats in Python's shortest round-trip
 form, which is the same on every platform), so equal plans are equal bytes and ``git diff``
-of two plans reads cell by cell.  Content hashes are sha256 over canonical JSON, never
-Python's ``hash()``.
+of two plans reads cell by cell.  Content hashes are sha256 over canonical JSON
+(:mod:`xlspec.identity`), never Python's ``hash()``.
+
+:class:`Plan` is the typed form everything after the compiler reads (the runtime, ``diff``,
+the report); the expansion writes the same structure as plain data, which is faster to
+build for large plans.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 from typing import Any
 
-PLAN_FORMAT = "xlspec-plan/1"
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from .files import atomic_write_text, sha256_file
+from .identity import canonical, digest, part_digests
+from .spec import AnswerSpec, FieldMap, FramingSpec, MetricSpec, ModelSpec, ModeSpec
+
+PLAN_FORMAT = "xlspec-plan/2"
+"""Version 2: a cell's model part holds only the model settings that change answers
+(version 1 also hashed ``batch_size`` and ``tensor_parallel``)."""
 
 
 # The header reads first and the cells last; every other object has its keys sorted.
@@ -24,31 +34,129 @@ TOP_LEVEL_ORDER = (
 )
 
 
-def canonical(obj: Any) -> Any:
-    """Sort keys and normalise numbers, so 1.0 and 1 hash alike and no NaN reaches a plan."""
-    if isinstance(obj, float):
-        if math.isnan(obj) or math.isinf(obj):
-            raise ValueError("non-finite number in a plan")
-        return int(obj) if obj.is_integer() else obj
-    if isinstance(obj, dict):
-        return {str(k): canonical(obj[k]) for k in sorted(obj, key=str)}
-    if isinstance(obj, (list, tuple)):
-        return [canonical(v) for v in obj]
-    return obj
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-_COMPACT = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+class SourceRef(_Model):
+    path: str
+    sha256: str
+
+
+class PlanSpec(_Model):
+    path: str
+    """The spec file, relative to the plan file."""
+    sha256: str
+    imports: list[SourceRef] = []
+    """Imported spec files, relative to the spec file."""
+
+
+class PlanDataset(_Model):
+    format: str
+    path: str
+    """Relative to the spec file."""
+    sha256: str
+    records: int
+    fields: dict[str, FieldMap]
+    labels: str
+    scale: tuple[float, float] | None = None
+
+
+class PlanStudy(_Model):
+    axes: dict[str, list[str | int]]
+    """The study's axes (those it uses) and their values."""
+    languages_by_country: dict[str, list[str]] | None = None
+    answers: list[AnswerSpec]
+    samples: int
+    limit: int | None = None
+    where: Any = None
+    fewshot: str | None = None
+    group_by: list[str]
+    metrics: list[MetricSpec]
+    cells: int
+
+
+class PlanReport(_Model):
+    name: str
+    template: str
+
+
+class Estimate(_Model):
+    requests: int
+    prompt_tokens: int
+    output_tokens: int
+
+
+class Cell(_Model):
+    id: str
+    study: str
+    axes: dict[str, str | int | None]
+    """A value of every cell axis (:data:`xlspec.axes.CELL_AXES`), None where unused."""
+    items: int
+    estimate: Estimate
+
+
+class Totals(_Model):
+    cells: int
+    requests: int
+    prompt_tokens: int
+    output_tokens: int
+    languages: list[str]
+    models: list[str]
+
+
+class Plan(_Model):
+    format: str
+    experiment: str
+    title: str = ""
+    versions: dict[str, str]
+    spec: PlanSpec
+    datasets: dict[str, PlanDataset]
+    models: dict[str, ModelSpec]
+    framings: dict[str, FramingSpec]
+    modes: dict[str, ModeSpec]
+    subsets: dict[str, Any] = {}
+    names: dict[str, Any] = {}
+    studies: dict[str, PlanStudy]
+    reports: list[PlanReport] = []
+    totals: Totals
+    cells: list[Cell]
+    _data: dict = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def from_data(cls, data: dict) -> "Plan":
+        if data.get("format") != PLAN_FORMAT:
+            raise ValueError(f"not an xlspec plan of this version (format {data.get('format')!r}, expected {PLAN_FORMAT!r}): compile its spec again with `xlspec compile`")
+        plan = cls.model_validate(data)
+        plan._data = data
+        return plan
+
+    @property
+    def data(self) -> dict:
+        """The plan as plain data, exactly as written (what hashes are taken over)."""
+        return self._data
+
+    @property
+    def header(self) -> dict:
+        """The plan without its cells, as plain data."""
+        return {k: v for k, v in self._data.items() if k != "cells"}
+
+    def cell_parts(self, cell: Cell) -> dict:
+        """Everything a cell's outputs depend on (what the runtime builds its requests from)."""
+        return part_digests(self._data, cell.study, cell.axes)[1]
+
+    def hash(self) -> str:
+        """Identity of the whole plan (its cells and header), for run manifests."""
+        return plan_hash(self._data)
+
+    def spec_dir(self, plan_path: str) -> str:
+        """The folder of the spec the plan was compiled from (datasets, local models and
+        report templates are relative to it)."""
+        base = os.path.dirname(os.path.abspath(plan_path))
+        return os.path.dirname(os.path.normpath(os.path.join(base, self.spec.path)))
+
+
 _CELL_LINE = json.JSONEncoder(sort_keys=True, separators=(", ", ": "), ensure_ascii=False)
-
-
-def digest(obj: Any) -> str:
-    return hashlib.sha256(_COMPACT.encode(canonical(obj)).encode("utf-8")).hexdigest()
-
-
-def digest_canonical(obj: Any) -> str:
-    """:func:`digest` for data that is canonical already (no floats): strings, ints, None and
-    containers of them.  The hot path of compiling a large plan."""
-    return hashlib.sha256(_COMPACT.encode(obj).encode("utf-8")).hexdigest()
 
 
 def dumps(plan: dict) -> str:
@@ -68,19 +176,16 @@ def dumps(plan: dict) -> str:
 
 def write(plan: dict, path: str) -> None:
     """Write atomically: a reader never sees half a plan."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write(dumps(plan))
-    os.replace(tmp, path)
+    atomic_write_text(path, dumps(plan))
 
 
-def load(path: str) -> dict:
+def load(path: str) -> Plan:
     with open(path, encoding="utf-8") as f:
-        plan = json.load(f)
-    if plan.get("format") != PLAN_FORMAT:
-        raise ValueError(f"{path}: not an xlspec plan (format {plan.get('format')!r}, expected {PLAN_FORMAT!r})")
-    return plan
+        data = json.load(f)
+    try:
+        return Plan.from_data(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
 
 
 def plan_hash(plan: dict) -> str:
@@ -88,17 +193,14 @@ def plan_hash(plan: dict) -> str:
     return digest({k: v for k, v in plan.items() if k != "totals"})
 
 
-def stale_inputs(plan: dict, plan_path: str) -> list[str]:
+def stale_inputs(plan: Plan, plan_path: str) -> list[str]:
     """Files (spec, imports, data) whose content differs from what the plan was compiled
     from; empty when the plan is current."""
-    from .data import sha256_file
-
-    base = os.path.dirname(os.path.abspath(plan_path))
-    spec_path = os.path.normpath(os.path.join(base, plan["spec"]["path"]))
-    spec_dir = os.path.dirname(spec_path)
-    checks = [(spec_path, plan["spec"]["sha256"])]
-    checks += [(os.path.normpath(os.path.join(spec_dir, i["path"])), i["sha256"]) for i in plan["spec"].get("imports", [])]
-    checks += [(os.path.normpath(os.path.join(spec_dir, d["path"])), d["sha256"]) for d in plan["datasets"].values()]
+    spec_dir = plan.spec_dir(plan_path)
+    spec_path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(plan_path)), plan.spec.path))
+    checks = [(spec_path, plan.spec.sha256)]
+    checks += [(os.path.normpath(os.path.join(spec_dir, i.path)), i.sha256) for i in plan.spec.imports]
+    checks += [(os.path.normpath(os.path.join(spec_dir, d.path)), d.sha256) for d in plan.datasets.values()]
     changed = []
     for path, want in checks:
         try:
@@ -108,94 +210,3 @@ def stale_inputs(plan: dict, plan_path: str) -> list[str]:
         if got != want:
             changed.append(os.path.relpath(path) + (" (missing)" if got is None else ""))
     return changed
-
-
-# ---- cells ---------------------------------------------------------------------------------
-
-
-def model_entry(m) -> dict:
-    """A model as the plan records it: everything that can change its outputs."""
-    return {
-        "engine": m.engine,
-        "source": m.source,
-        "revision": m.revision,
-        "chat": m.chat,
-        "dtype": m.dtype,
-        "max_model_len": m.max_model_len,
-        "tensor_parallel": m.tensor_parallel,
-        "batch_size": m.batch_size,
-    }
-
-
-def part_digests(plan: dict, study: str, axes: dict, cache: dict | None = None) -> tuple[dict, dict]:
-    """The parts a cell's outputs depend on, resolved from the plan's header, and the digest
-    of each.  ``cache`` memoises parts shared by many cells (compile speed)."""
-    cache = {} if cache is None else cache
-    s = plan["studies"][study]
-    lang, country, mode, framing = axes["language"], axes["country"], axes["mode"], axes["framing"]
-
-    def memo(key, build):
-        hit = cache.get(key)
-        if hit is None:
-            value = build()
-            hit = cache[key] = (digest(value), value)
-        return hit
-
-    def prompt():
-        fr = plan["framings"][framing]
-        md = plan["modes"][mode] if mode else None
-        instruction = None
-        if md and md["instruction"]:
-            instruction = md["instruction"].get(lang, md["instruction"].get("*"))
-        system = (fr["system"] or {}).get(lang, (fr["system"] or {}).get("*")) if fr.get("system") else None
-        variables = {"lang": lang, "language": plan["names"]["languages"][lang]}
-        if country:
-            variables["country"] = plan["names"]["countries"][country][lang]
-        fewshot = None
-        if axes["shots"] and s["fewshot"]:
-            pool = plan["datasets"][s["fewshot"]]
-            fewshot = {"dataset": s["fewshot"], "sha256": pool["sha256"], "fields": pool["fields"], "shots": axes["shots"]}
-        return {"template": fr["templates"][lang], "instruction": instruction, "system": system, "variables": variables, "fewshot": fewshot}
-
-    def sampling():
-        md = plan["modes"][mode] if mode else {"max_tokens": 16, "temperature": 0.0, "top_p": 1.0}
-        return {"max_tokens": md["max_tokens"], "temperature": md["temperature"], "top_p": md["top_p"], "samples": s["samples"], "seed": axes["seed"]}
-
-    def items():
-        ds = plan["datasets"][axes["dataset"]]
-        filters = [f for f in (s["where"], plan["subsets"].get(axes["subset"]) if axes["subset"] else None) if f is not None]
-        return {
-            "dataset": axes["dataset"], "sha256": ds["sha256"], "fields": ds["fields"], "labels": ds["labels"],
-            "partition": axes["partition"], "filters": filters, "limit": s["limit"],
-        }
-
-    keys = (
-        ("model", ("model", axes["model"]), lambda: plan["models"][axes["model"]]),
-        ("prompt", ("prompt", study, framing, mode, lang, country, axes["shots"]), prompt),
-        ("sampling", ("sampling", study, mode, axes["seed"]), sampling),
-        ("answers", ("answers", study), lambda: s["answers"]),
-        ("items", ("items", study, axes["dataset"], axes["partition"], axes["subset"]), items),
-    )
-    digests, parts = {}, {}
-    for name, key, build in keys:
-        digests[name], parts[name] = memo(key, build)
-    digests["render"] = plan["versions"]["render"]
-    return digests, parts
-
-
-CELL_AXES = ("model", "dataset", "country", "language", "framing", "mode", "partition", "subset", "shots", "seed")
-CELL_PARTS = ("model", "prompt", "sampling", "answers", "items", "render")
-
-
-def cell_id(axes: dict, digests: dict) -> str:
-    """sha256 over the cell's axis values and the digests of its parts, as ``key=value``
-    lines in a fixed order (``null`` for an absent axis).  Axis values are names, language
-    codes and whole numbers, none of which can hold a newline."""
-    lines = [f"{k}={'null' if axes[k] is None else axes[k]}" for k in CELL_AXES]
-    lines += [f"part.{k}={digests[k]}" for k in CELL_PARTS]
-    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
-
-
-def cell_parts(plan: dict, cell: dict) -> dict:
-    """Everything a cell's outputs depend on (what the runtime needs to build its requests)."""
-    return part_digests(plan, cell["study"], cell["axes"])[1]

@@ -32,36 +32,57 @@ class DatasetSpec(_Model):
     labels: Literal["numbers", "letters"] = "letters"
 
 
+def _setting(default: Any, summary: str, *, identity: bool = True) -> Any:
+    """A model setting.  ``identity``: it can change what the model answers, so it is part of
+    every cell id and request id that uses the model (:mod:`xlspec.identity`)."""
+    return Field(default, description=summary, json_schema_extra={"identity": identity})
+
+
 class ModelSpec(_Model):
-    name: str
-    engine: Literal["hf", "vllm"]
-    source: str
-    revision: str | None = None
-    chat: bool = True
-    dtype: str = "auto"
-    max_model_len: int | None = None
-    tensor_parallel: int = 1
-    batch_size: int = 64
+    """A model as the spec declares it, the plan records it and an engine is built from it:
+    the one definition of a model's fields.  The spec's settings block takes every field
+    but ``engine`` and ``source`` (which the call gives: ``hf("org/name")``)."""
+
+    engine: str = _setting(..., "the inference engine")
+    source: str = _setting(..., "builtin:smollm2-135m-instruct, a local model folder (relative to the spec) or a Hugging Face model id")
+    revision: str | None = _setting(None, "a Hugging Face revision (branch, tag or commit)")
+    chat: bool = _setting(True, "apply the model's chat template (false for base models: the prompt is sent as is)")
+    dtype: str = _setting("auto", "weights and activations: auto, float32, bfloat16, float16")
+    max_model_len: int | None = _setting(None, "the longest prompt + answer in tokens (default: the model's)")
+    tensor_parallel: int = _setting(1, "GPUs per engine replica", identity=False)
+    batch_size: int = _setting(64, "sequences per forward pass (hf engine)", identity=False)
+
+    @classmethod
+    def settings(cls) -> dict[str, Any]:
+        """Settings a spec can write in a model's block -> their pydantic field info."""
+        return {k: f for k, f in cls.model_fields.items() if k not in ("engine", "source")}
+
+    @classmethod
+    def identity_fields(cls) -> tuple[str, ...]:
+        return tuple(k for k, f in cls.model_fields.items() if (f.json_schema_extra or {}).get("identity", True))
 
 
 class FramingSpec(_Model):
-    name: str
-    templates: dict[str, str]
-    system: dict[str, str] | None = None
+    templates: dict[str, str] = Field(description="the prompt template per language code: en = \"...\"")
+    system: dict[str, str] | None = Field(None, description="a system prompt: one string for every language, or a map from language code to string (chat models)")
 
 
 class ModeSpec(_Model):
-    name: str
-    instruction: dict[str, str] | None = None
+    instruction: dict[str, str] | None = Field(None, description="text added after the framed prompt, after a blank line: one string, or a map from language code to string")
     """Per language; the key ``*`` holds an instruction used for every language."""
-    max_tokens: int = 16
-    temperature: float = 0.0
-    top_p: float = 1.0
+    max_tokens: int = Field(16, description="the most tokens a generated answer may have")
+    temperature: float = Field(0.0, description="sampling temperature, 0 to 2 (0: greedy)")
+    top_p: float = Field(1.0, description="nucleus sampling: the probability mass sampled from, 0 to 1")
 
 
 class AnswerSpec(_Model):
-    kind: Literal["generate", "options", "loglik"]
+    """An answer kind of a study (:mod:`xlspec.answers`) with its arguments."""
+
+    kind: str
     parser: str | None = None
+    """``generate``: the answer parser's name (:mod:`xlspec.parsers`)."""
+    parser_args: dict[str, Any] | None = None
+    """The parser's arguments (``regex``: the pattern), absent for parsers that take none."""
     normalize: bool = False
 
 

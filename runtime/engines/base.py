@@ -1,35 +1,24 @@
-"""The contract between the scheduler and an inference engine.
+"""The contract between the scheduler and an inference engine, and the engine registry.
 
-Every engine (``hf``, ``vllm``, and the fake one used by scheduler unit tests) takes a batch
-of :class:`EngineRequest` and returns one :class:`EngineResult` per request, in order.  The
-same request gives the same kind of result whichever engine ran it, so metrics never care.
+Every engine takes a batch of :class:`EngineRequest` and returns one :class:`EngineResult`
+per request, in order.  The same request gives the same kind of result whichever engine ran
+it, so metrics never care.  An engine is one module of this package that registers an
+:class:`EngineInfo` in :data:`ENGINES`; the checker reads the registry for the engines a
+spec can name (``hf("...")``), the scheduler for how to build and feed them.  Engine modules
+import torch, transformers or vLLM only when an engine is built.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
-AnswerKind = Literal["generate", "options", "loglik"]
+from xlspec.lower import EngineRequest
+from xlspec.registry import Registry
+from xlspec.spec import ModelSpec
 
-
-@dataclass(frozen=True)
-class EngineRequest:
-    request_id: str
-    prompt: str
-    """The rendered prompt text.  Engines apply the model's chat template unless ``chat`` is
-    false (base models get this text as is)."""
-    kind: AnswerKind
-    options: tuple[str, ...] = ()
-    """``options``: the option labels ("1".."4", "A".."D"); the engine reads each label's
-    probability at the answer position.  ``loglik``: the option texts, scored as
-    continuations of the prompt."""
-    max_tokens: int = 16
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
-    chat: bool = True
-    system: str | None = None
+ENGINES: Registry["EngineInfo"] = Registry("engine", "xlspec.runtime.engines")
 
 
 @dataclass
@@ -59,16 +48,27 @@ class Engine(Protocol):
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """What the plan says about a model; engines are built from this alone."""
+class EngineConfig:
+    """What an engine is built from: the model as the plan records it (``source`` resolved
+    to a path where it is a local folder) and this machine's extra settings for the engine
+    (``XLSPEC_VLLM_ARGS``), which tune it without changing its answers."""
 
     name: str
-    engine: Literal["hf", "vllm", "fake"]
-    source: str
-    revision: str | None = None
-    chat: bool = True
-    dtype: str = "auto"
-    max_model_len: int | None = None
-    tensor_parallel: int = 1
-    batch_size: int = 64
+    model: ModelSpec
     settings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str
+    summary: str
+    load: Callable[[EngineConfig], Engine]
+    """Builds the engine (inside its Ray actor)."""
+    answers: frozenset[str]
+    """The answer kinds it serves."""
+    chunk: int = 256
+    """Requests per batch sent to an actor, and stored at once (a crash loses at most the
+    batches in flight).  ``XLSPEC_CHUNK`` overrides it."""
+
+    def register(self) -> "EngineInfo":
+        return ENGINES.register(self.name, self)

@@ -199,11 +199,20 @@ def _run_timed(group: list[Prepared], run_group) -> list[EngineResult]:
     return out
 
 
+def dispatch(engine, group: list[Prepared]) -> list[EngineResult]:
+    """Run a group of one answer kind with the engine's ``_<kind>`` method."""
+    kind = group[0].request.kind
+    method = getattr(engine, f"_{kind}", None)
+    if method is None:
+        raise RequestError(f"the {engine.name} engine cannot answer `{kind}` requests")
+    return method(group)
+
+
 def by_kind(items: list[Prepared], max_group: int | None = None) -> list[list[Prepared]]:
     """Group requests by answer kind, shortest prompts first (less padding), in groups of at
     most ``max_group`` model sequences (a loglik request counts one per option)."""
     groups: list[list[Prepared]] = []
-    for kind in ("generate", "options", "loglik"):
+    for kind in sorted({i.request.kind for i in items}):
         same = sorted((i for i in items if i.request.kind == kind), key=lambda i: len(i.prompt_ids))
         group: list[Prepared] = []
         size = 0

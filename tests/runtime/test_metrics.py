@@ -601,7 +601,7 @@ def test_bootstrap_does_not_depend_on_threads():
         for m in range(8)
         for i in range(30)
     ]
-    import xlspec.runtime.metrics.library as lib
+    import xlspec.runtime.metrics.bootstrap as lib
 
     saved = lib._workers
     try:

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from xlspec.plan import Plan
 from xlspec.runtime.report import METRICS_SCHEMA, build_reports, render_context
 from xlspec.runtime.schema import RESULTS_SCHEMA
 
@@ -85,21 +86,27 @@ def make_plan(reports=None):
             "study": "quiz",
             "axes": {"model": m, "dataset": "facts", "country": None, "language": lang, "framing": fr, "mode": "direct", "partition": None, "subset": None, "shots": 0, "seed": 0},
             "items": len(ITEMS),
+            "estimate": {"requests": 2 * len(ITEMS), "prompt_tokens": 20 * len(ITEMS), "output_tokens": 5 * len(ITEMS)},
         }
         for (m, lang, fr) in ANSWERS
     ]
     return {
-        "format": "xlspec-plan/1",
+        "format": "xlspec-plan/2",
         "experiment": "tiny",
         "title": "Do two tiny models answer alike in three languages?",
         "versions": {"grammar": "1", "render": "1", "xlspec": "0.1.0"},
         "spec": {"path": "tiny.xls", "sha256": "0" * 64, "imports": []},
+        "datasets": {},
         "models": {"tiny": {"source": "builtin:tiny", "engine": "hf"}, "small": {"source": "builtin:small", "engine": "hf"}},
+        "framings": {},
+        "modes": {},
         "names": {"languages": {"en": "English", "de": "Deutsch", "fr": "français"}},
         "studies": {
             "quiz": {
                 "axes": {"model": ["tiny", "small"], "dataset": ["facts"], "language": LANGS, "framing": FRAMINGS, "mode": ["direct"]},
                 "cells": len(cells),
+                "answers": [{"kind": "options"}, {"kind": "generate", "parser": "option_letter"}],
+                "samples": 1,
                 "group_by": ["model", "dataset", "language", "framing", "mode"],
                 "metrics": [
                     {"name": "accuracy", "args": {}, "label": "accuracy"},
@@ -113,6 +120,8 @@ def make_plan(reports=None):
             }
         },
         "reports": reports if reports is not None else [{"name": "html", "template": "report.html.j2"}, {"name": "markdown", "template": "report.md.j2"}],
+        "totals": {"cells": len(cells), "requests": sum(c["estimate"]["requests"] for c in cells), "prompt_tokens": sum(c["estimate"]["prompt_tokens"] for c in cells),
+                   "output_tokens": sum(c["estimate"]["output_tokens"] for c in cells), "languages": LANGS, "models": ["tiny", "small"]},
         "cells": cells,
     }
 
@@ -159,7 +168,7 @@ def make_run(tmp_path, reports=None):
         "timings": {"total_s": 1.5},
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    return str(run_dir), plan
+    return str(run_dir), Plan.from_data(plan)
 
 
 @pytest.fixture(scope="module")
@@ -467,7 +476,7 @@ def test_refusals_read_leaked_options_from_another_study():
         if r["answer_kind"] == "generate":
             r["cell_id"] += "-w"
     results = pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA).to_pandas()
-    refusals = [r for r in render_context(results, plan, n_boot=0)["refusals"] if r["study"] == "written"]
+    refusals = [r for r in render_context(results, Plan.from_data(plan), n_boot=0)["refusals"] if r["study"] == "written"]
     # ANSWERS: tiny/de/plain q3 refused, its options row's top choice is D (0.7)
     one = next(r for r in refusals if (r["model"], r["language"], r["framing"], r["item_id"]) == ("tiny", "de", "plain", "q3"))
     assert one["leaked"] == "D" and one["p"] == pytest.approx(0.7)

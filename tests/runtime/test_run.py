@@ -1,8 +1,11 @@
 """End-to-end runs on a real local Ray cluster with the real engines and the embedded model.
 
-Each test works in a copy of specs/ (a user's project) and counts the requests that reach
-the engine through XLSPEC_REQUEST_LOG (one line per request, written inside the engine
-actor).
+Each test works in a copy of specs/ (a user's project).  What a run computed is read from
+what the product itself records, not from a test hook in the engine actor: the answer store
+(``runs/.store/answers/*.parquet``: every request an engine answered without error, stored
+once by the run that computed it; answer files are never modified, so the files a run added
+are its answers) and the manifest's per-model ``computed`` count (requests sent to an
+engine by that run, failed ones included).
 """
 
 import json
@@ -24,21 +27,34 @@ LIMIT = 3
 CACHE = os.environ.get("XLSPEC_TEST_CACHE", os.path.join(ROOT, ".xlspec-cache"))
 
 
-def xlspec(args, cwd, log=None, check=True, extra_env=None, timeout=900):
+def xlspec(args, cwd, check=True, extra_env=None, timeout=900):
     env = dict(os.environ, XLSPEC_CACHE=CACHE, XLSPEC_PLAIN_PROGRESS="1", **(extra_env or {}))
-    if log:
-        env["XLSPEC_REQUEST_LOG"] = str(log)
     r = subprocess.run(XLSPEC + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and r.returncode != 0:
         raise AssertionError(f"xlspec {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r
 
 
-def logged(log) -> list[str]:
-    if not os.path.exists(log):
-        return []
-    with open(log, encoding="utf-8") as f:
-        return [line.split("\t")[1].strip() for line in f if line.strip()]
+def answer_files(project) -> set[str]:
+    """The answer files of the project's store (each written once, by one engine batch)."""
+    return {p.name for p in (project / "runs" / ".store" / "answers").glob("*.parquet")}
+
+
+def stored_ids(project, files=None) -> list[str]:
+    """The request ids in the store's answer files (all of them, or ``files``), repeats
+    included: a request stored twice was computed twice."""
+    folder = project / "runs" / ".store" / "answers"
+    names = sorted(answer_files(project) if files is None else files)
+    return [rid for name in names for rid in pq.read_table(folder / name).column("request_id").to_pylist()]
+
+
+def computed_by(project, before: set[str]) -> list[str]:
+    """The request ids a run stored, given the answer files before it."""
+    return stored_ids(project, answer_files(project) - before)
+
+
+def manifest(project, experiment="demo") -> dict:
+    return json.loads((project / "runs" / experiment / "manifest.json").read_text())
 
 
 def new_project(tmp_path, name="proj"):
@@ -58,16 +74,15 @@ def hf_run(tmp_path_factory):
     for name in ("first", "second"):
         project = new_project(tmp_path_factory.mktemp(name))
         xlspec(["compile", "specs/demo.xls"], cwd=project)
-        log = project / "requests.log"
-        r = xlspec(["run", "build/demo.plan.json", "--limit", str(LIMIT), "--no-report"], cwd=project, log=log)
-        out.append((project, r, log))
+        r = xlspec(["run", "build/demo.plan.json", "--limit", str(LIMIT), "--no-report"], cwd=project)
+        out.append((project, r))
     return out
 
 
 def test_hf_demo_rows_and_columns(hf_run):
     from xlspec.runtime.schema import RESULTS_SCHEMA
 
-    project, r, _log = hf_run[0]
+    project, r = hf_run[0]
     plan = json.loads((project / "build" / "demo.plan.json").read_text())
     table = pq.read_table(project / "runs" / "demo" / "results.parquet")
     assert table.schema.names == RESULTS_SCHEMA.names
@@ -106,29 +121,33 @@ def test_manifest(hf_run):
 
 
 def test_rerun_of_unchanged_plan_does_no_inference(hf_run):
-    project, _r, log = hf_run[0]
-    before = len(logged(log))
-    r = xlspec(["run", "build/demo.plan.json", "--limit", str(LIMIT), "--no-report"], cwd=project, log=log)
-    assert len(logged(log)) == before
+    project, _r = hf_run[0]
+    before = answer_files(project)
+    r = xlspec(["run", "build/demo.plan.json", "--limit", str(LIMIT), "--no-report"], cwd=project)
+    assert answer_files(project) == before, "a no-op re-run stored new answers"
+    assert manifest(project)["models"]["smol"]["computed"] == 0
     assert "0 computed" in r.stdout
 
 
-def test_editing_one_framing_reruns_only_its_requests(hf_run, tmp_path):
-    project, _r, _log = hf_run[0]
+def test_editing_one_framing_reruns_only_its_requests(hf_run):
+    project, _r = hf_run[0]
     spec = project / "specs" / "demo.xls"
     text = spec.read_text()
     spec.write_text(text.replace('en = "Quiz time! {question}', 'en = "Quiz night! {question}'))
     try:
         xlspec(["compile", "specs/demo.xls"], cwd=project)
-        log = tmp_path / "incremental.log"
-        xlspec(["run", "build/demo.plan.json", "--limit", str(LIMIT), "--no-report"], cwd=project, log=log)
-        sent = logged(log)
+        before = answer_files(project)
+        xlspec(["run", "build/demo.plan.json", "--limit", str(LIMIT), "--no-report"], cwd=project)
+        sent = computed_by(project, before)
         df = results(project)
+        assert df["error"].isna().all()
         changed = df[(df["framing"] == "quiz") & (df["language"] == "en")]
-        # Exactly the requests of the edited template reached the engine: options and generate
-        # for each item of the one cell (framing quiz, language en).
+        # Exactly the requests of the edited template were computed: options (study quiz) and
+        # generate (study written) for each item of the one prompt (framing quiz, language
+        # en), each once.
         assert sorted(sent) == sorted(changed["request_id"].unique())
         assert len(sent) == LIMIT * 2
+        assert manifest(project)["models"]["smol"]["computed"] == LIMIT * 2
     finally:
         spec.write_text(text)
         xlspec(["compile", "specs/demo.xls"], cwd=project)
@@ -168,8 +187,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, hf_run):
     reference = results(hf_run[1][0])  # the second project's run: its spec is never edited
     project = new_project(tmp_path)
     xlspec(["compile", "specs/demo.xls"], cwd=project)
-    log = project / "requests.log"
-    env = dict(os.environ, XLSPEC_CACHE=CACHE, XLSPEC_PLAIN_PROGRESS="1", XLSPEC_REQUEST_LOG=str(log))
+    env = dict(os.environ, XLSPEC_CACHE=CACHE, XLSPEC_PLAIN_PROGRESS="1")
     # Small batches, so the run is killed between two stored batches.
     env["XLSPEC_CHUNK"] = "8"
     proc = subprocess.Popen(XLSPEC + ["run", "build/demo.plan.json", "--limit", str(LIMIT), "--no-report"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -183,19 +201,25 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, hf_run):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "ray"), "stop", "--force"], capture_output=True)
-    stored_before = set(pq.read_table(answers).column("request_id").to_pylist())
-    first_sent = logged(log)
+    files_before = answer_files(project)
+    stored_before = set(stored_ids(project))
     assert stored_before and len(stored_before) < len(reference)
-    open(log, "w").close()
-    xlspec(["run", "build/demo.plan.json", "--limit", str(LIMIT), "--no-report"], cwd=project, log=log)
+    xlspec(["run", "build/demo.plan.json", "--limit", str(LIMIT), "--no-report"], cwd=project)
     resumed = results(project)
-    second_sent = logged(log)
+    second_sent = computed_by(project, files_before)
+    assert resumed["error"].isna().all()
     assert not set(second_sent) & stored_before, "finished requests were sent to the engine again"
+    # The resumed run computed exactly what the killed one had not stored, each request once
+    # (an answer is stored by the run that computed it; none failed, so none is missing).
+    assert sorted(second_sent) == sorted(set(reference["request_id"]) - stored_before)
+    assert manifest(project)["models"]["smol"]["computed"] == len(second_sent)
     assert len(resumed) == len(reference) and not resumed["request_id"].duplicated().any()
     a = resumed.sort_values("request_id").reset_index(drop=True)
     b = reference.sort_values("request_id").reset_index(drop=True)
     assert list(a["request_id"]) == list(b["request_id"]) and list(a["response"]) == list(b["response"])
-    assert len(first_sent) >= len(stored_before)
+    # Across the killed run and the resumed one, every request was stored exactly once.
+    all_stored = stored_ids(project)
+    assert len(all_stored) == len(set(all_stored)) == len(reference)
 
 
 def test_run_on_an_existing_cluster(tmp_path):

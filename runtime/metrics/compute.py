@@ -1,0 +1,67 @@
+"""``compute_metrics``: every registered metric over the results table, with bootstrap CIs.
+
+``compute_metrics(results, metrics, group_by, seed=0, n_boot=1000)`` takes the results table
+(one row per request, ``runtime/schema.py``) and returns one row per metric and group:
+``metric, <axes...>, value, ci_low, ci_high, n``.
+
+Each metric is a module of ``runtime/metrics/defs/`` (its formula is in that module's
+docstring) that registers a :class:`~.registry.MetricInfo`; this module checks the requests
+against the registry (:mod:`.spec`), reads the table once (:mod:`.columns`), groups each
+metric by its grouping less the axes it folds (``MetricInfo.folds``), builds its jobs
+(:mod:`.aggregate`, ``MetricInfo.compute``) and bootstraps them (:mod:`.bootstrap`).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .aggregate import metric_jobs
+from .bootstrap import Job, run_jobs
+from .columns import ITEM, Columns
+from .spec import make_specs
+
+__all__ = ["compute_metrics", "OUT_COLUMNS"]
+
+OUT_COLUMNS = ("value", "ci_low", "ci_high", "n")
+
+
+def compute_metrics(
+    results: pd.DataFrame,
+    metrics: list[dict],
+    group_by: list[str],
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> pd.DataFrame:
+    """One row per metric and group: ``metric, <group axes>, value, ci_low, ci_high, n``.
+
+    ``metrics``: dicts ``{"name", "args", "by", "label"}``; ``by`` (when not None) replaces
+    ``group_by`` for that metric.  ``group_by``: result columns to group on.  Axes a metric
+    folds (``MetricInfo.folds``: ``consistency``'s ``over``, a contrast's axis, ``language``
+    for parity, ``model`` and the contrast axis for rank stability) are left empty (None) in
+    its rows, except those it fills (``pivot_delta``: ``language``), which are added to the
+    columns.  See the modules of ``runtime/metrics/defs/`` for every formula and edge case.
+    """
+    specs = make_specs(metrics)
+    cols = Columns(results)
+    if ITEM not in cols.df.columns:
+        raise ValueError("results have no item_id column")
+    columns: list[str] = []
+    for axes in [group_by] + [s.by for s in specs if s.by is not None]:
+        for a in axes:
+            if a not in cols.df.columns:
+                raise ValueError(f"group axis {a!r} is not a column of the results")
+            if a not in columns:
+                columns.append(a)
+    for spec in specs:
+        columns.extend(a for a in spec.info.fills if a not in columns)
+    jobs: list[Job] = []
+    for spec in specs:
+        by = spec.by if spec.by is not None else group_by
+        folds = spec.folds
+        jobs.extend(metric_jobs(cols, spec, [k for k in by if k not in folds]))
+    rows = run_jobs(jobs, seed, int(n_boot))
+    out = pd.DataFrame(rows, columns=["metric", *columns, *OUT_COLUMNS])
+    for a in columns:
+        out[a] = out[a].astype(object).where(out[a].notna(), None)
+    out["n"] = out["n"].astype("int64")
+    return out

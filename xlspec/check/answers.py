@@ -1,0 +1,193 @@
+"""Answer kinds and answer parsers: a study's ``answer = options + generate(parser = ...)``.
+
+``resolve_answers(setting, datasets, diags) -> list[AnswerSpec]``: the kinds are the
+registered ones (``xlspec.answers.ANSWER_KINDS``), with the parameters each declares; a
+``parser`` parameter takes a registered parser (``xlspec.parsers.PARSERS``) by name
+(``option_letter``) or as a call with positional or keyword arguments (``json(answer)``,
+``regex("\\\\boxed\\{([^}]*)\\}")``), checked against the parser's parameters and by the
+parser itself (``Parser.validate``: a regex that does not compile).  Without an ``answer``
+setting a study reads option probabilities where its datasets map options, else the text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import ast
+from ..answers import ANSWER_KINDS, kinds_providing
+from ..diagnostics import Diagnostics
+from ..parsers import PARSERS, Parser, ParserParam
+from ..parsers.base import ParserArgError
+from ..spec import AnswerSpec, DatasetSpec
+from .context import did_you_mean, span_of
+from .vocabulary import OPTIONS_FIELD
+
+DEFAULT_PARSERS = {"numbers": "option_number", "letters": "option_letter"}
+"""``generate`` without a parser, on datasets with options: the option parser for their
+labels (``text`` without options)."""
+
+
+def kinds_in_order() -> list[str]:
+    """The answer kinds, in the order metrics prefer the answers they choose (the rank of
+    ``choice``: generate, options, loglik), then by name."""
+    names = ANSWER_KINDS.names()
+    rank = kinds_providing("choice")
+    return sorted(names, key=lambda n: (rank.get(n, len(names)), n))
+
+
+def resolve_answers(s: ast.Setting | None, datasets: list[DatasetSpec], diags: Diagnostics) -> list[AnswerSpec]:
+    if s is None:
+        has_options = any(OPTIONS_FIELD in d.fields for d in datasets)
+        return [AnswerSpec(kind="options")] if has_options else [AnswerSpec(kind="generate", parser="text")]
+    terms: list[ast.Expr] = []
+
+    def flatten(e: ast.Expr) -> None:
+        if isinstance(e, ast.BinOp) and e.op == "+":
+            flatten(e.left)
+            flatten(e.right)
+        elif isinstance(e, ast.ListExpr):
+            for i in e.items:
+                flatten(i)
+        else:
+            terms.append(e)
+
+    flatten(s.value)
+    out: list[AnswerSpec] = []
+    has_options = all(OPTIONS_FIELD in d.fields for d in datasets)
+    for t in terms:
+        name = t.parts[0].text if isinstance(t, ast.Ref) and t.is_name else t.func.text if isinstance(t, ast.Call) else None
+        kind = ANSWER_KINDS.get(name) if name else None
+        if kind is None:
+            kinds = kinds_in_order()
+            diags.error("E014", f"unknown answer kind `{name or '?'}`", span_of(t), hint=did_you_mean(name or "", kinds, f"answer kinds: {', '.join(kinds)}"))
+            continue
+        kw = {k.name.text: k.value for k in t.keywords} if isinstance(t, ast.Call) else {}
+        values: dict[str, Any] = {}
+        for p in kind.params:
+            given = kw.pop(p.name, None)
+            if p.kind == "parser":
+                if given is not None:
+                    values["parser"], values["parser_args"] = _parser(given, diags)
+                else:
+                    values["parser"] = _default_parser(datasets, has_options)
+            elif p.kind == "bool":
+                values[p.name] = bool(given.value) if isinstance(given, ast.Bool) else bool(p.default)
+            else:  # pragma: no cover - a parameter kind the checker cannot read yet
+                raise TypeError(f"answer kind {name!r}: parameter {p.name!r} has an unknown kind {p.kind!r}")
+        if kind.needs_options and not has_options:
+            diags.error("E009", f"answer kind `{name}` needs the dataset to map `{OPTIONS_FIELD}`", span_of(t))
+        for k, val in kw.items():
+            diags.error("E014", f"`{name}` takes no argument `{k}`", span_of(val))
+        out.append(AnswerSpec(kind=name, **values))
+    return out
+
+
+def _default_parser(datasets: list[DatasetSpec], has_options: bool) -> str:
+    if not has_options:
+        return "text"
+    labels = {d.labels for d in datasets if OPTIONS_FIELD in d.fields}
+    return DEFAULT_PARSERS["numbers"] if labels == {"numbers"} else DEFAULT_PARSERS["letters"]
+
+
+def can_refuse(parser: str | None) -> bool:
+    """The parser can find no answer (a refusal): it looks for an option or a structure.
+    Unknown parsers (already reported) count as free text."""
+    info = PARSERS.get(parser) if parser else None
+    return info is not None and info.can_refuse
+
+
+# ---- parsers ---------------------------------------------------------------------------------
+
+
+def _parser(p: ast.Expr, diags: Diagnostics) -> tuple[str | None, dict | None]:
+    """(name, arguments or None) of ``parser = NAME`` or ``parser = NAME(args)``."""
+    if isinstance(p, ast.Ref):
+        name, call = p.parts[0].text, None
+    elif isinstance(p, ast.Call):
+        name, call = p.func.text, p
+    else:
+        name, call = None, None
+    info = PARSERS.get(name) if name else None
+    if info is None:
+        names = PARSERS.names()
+        diags.error("E014", f"unknown answer parser `{name or '?'}`", span_of(p), hint=did_you_mean(name or "", names, f"parsers: {', '.join(names)}"))
+        return name, None
+    args = _parser_args(info, p, call, diags)
+    if args is None:
+        return name, None
+    return name, args or None
+
+
+def _parser_args(info: Parser, node: ast.Expr, call: ast.Call | None, diags: Diagnostics) -> dict | None:
+    """The parser's arguments, defaults filled in; None after an error (reported)."""
+    name = info.name
+    params = {p.name: p for p in info.params}
+    positional = call.positional if call else []
+    given: list[tuple[ParserParam, ast.Expr]] = []
+    ok = True
+    if len(positional) > len(info.params):
+        extra = positional[len(info.params)]
+        takes = f"takes {len(info.params)} argument(s) ({', '.join(params)})" if params else "takes no arguments"
+        diags.error("E014", f"parser `{name}` {takes}, got {len(positional)}", span_of(extra))
+        ok = False
+    given += list(zip(info.params, positional))
+    for kw in call.keywords if call else []:
+        key = kw.name.text
+        if key not in params:
+            diags.error("E014", f"parser `{name}` has no argument `{key}`", kw.name.span, hint=did_you_mean(key, params, f"it takes: {', '.join(params)}" if params else "it takes no arguments"))
+            ok = False
+            continue
+        given.append((params[key], kw.value))
+    args: dict[str, Any] = {}
+    nodes: dict[str, ast.Expr] = {}
+    for p, val in given:
+        if p.name in nodes:
+            diags.error("E014", f"parser `{name}`: argument `{p.name}` given twice", span_of(val))
+            ok = False
+            continue
+        nodes[p.name] = val
+        got = _parser_value(name, p, val, diags)
+        if got is None:
+            ok = False
+        else:
+            args[p.name] = got
+    for p in info.params:
+        if p.name in nodes:
+            continue
+        if p.required:
+            if ok:
+                diags.error("E014", f"parser `{name}` needs `{p.name}`: {name}({p.name} = ...)", span_of(node), hint=f"{p.name}: {p.summary}")
+            ok = False
+        elif p.default is not None:
+            args[p.name] = p.default
+    if not ok:
+        return None
+    try:
+        info.validate(args)
+    except ParserArgError as e:
+        at = next(iter(nodes.values())) if len(nodes) == 1 else node
+        diags.error("E014", f"parser `{name}`: {e}", span_of(at))
+        return None
+    return args
+
+
+def _parser_value(parser: str, p: ParserParam, v: ast.Expr, diags: Diagnostics) -> Any:
+    if p.kind == "string":
+        if isinstance(v, ast.Str):
+            return v.value
+        diags.error("E014", f"parser `{parser}`: `{p.name}` is a string", span_of(v))
+        return None
+    if p.kind == "field":
+        if isinstance(v, ast.Str):
+            return v.value
+        if isinstance(v, ast.Ref) and v.index is None:
+            return v.dotted
+        diags.error("E014", f"parser `{parser}`: `{p.name}` is a field name or a dotted path (a.b)", span_of(v))
+        return None
+    if p.kind == "bool":
+        if isinstance(v, ast.Bool):
+            return v.value
+        diags.error("E014", f"parser `{parser}`: `{p.name}` is true or false", span_of(v))
+        return None
+    raise TypeError(f"parser {parser!r}: parameter {p.name!r} has an unknown kind {p.kind!r}")  # pragma: no cover
+

@@ -1,0 +1,228 @@
+"""Metric typing: a study's ``metrics = [...]`` against the registered metrics
+(``xlspec.runtime.metrics.registry.METRICS``) and what the study can feed them.
+
+``resolve_metrics(setting, answers, datasets, axes, values, decls, diags) -> list[MetricSpec]``:
+each metric's arguments are bound (positional, by name, ``by = [axes]``, and
+``<axis> = a - b`` contrasts) and typed by the metric's parameters; what it needs
+(``MetricInfo.needs``, and those of a per-item metric it aggregates) must be provided by the
+study's answer kinds (``AnswerKind.provides``; ``parsed`` only with a parser that can refuse)
+and its datasets (``scale``, ``human``, ``targets``), else E009 says which are missing
+(:data:`~xlspec.runtime.metrics.registry.NEEDS`).  Labels are ``metric_label``'s.
+
+Importing the registry imports neither numpy nor pandas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .. import ast
+from ..answers import ANSWER_KINDS
+from ..diagnostics import Diagnostics
+from ..runtime.metrics.registry import METRICS, NEEDS, MetricInfo, Param, metric_label, per_item_metrics
+from ..spec import AnswerSpec, DatasetSpec, MetricSpec
+from .answers import can_refuse
+from .context import did_you_mean, items_of, name_of, span_of
+from .declarations import Declarations
+from .languages import check_code
+
+DATASET_PROVIDES: dict[str, Callable[[DatasetSpec], bool]] = {
+    "scale": lambda d: d.scale is not None,
+    "human": lambda d: "human" in d.fields,
+    "targets": lambda d: "gold" in d.fields or "targets" in d.fields,
+}
+"""Needs a study's datasets provide (when every one of them does)."""
+
+
+def provided_needs(answers: list[AnswerSpec], datasets: list[DatasetSpec]) -> set[str]:
+    """What the study can feed metrics: its answer kinds' provisions and its datasets'."""
+    provides: set[str] = set().union(*(ANSWER_KINDS[a.kind].provides for a in answers)) if answers else set()
+    if any(a.parser and not can_refuse(a.parser) for a in answers):
+        provides.discard("parsed")
+    for need, has in DATASET_PROVIDES.items():
+        if datasets and all(has(d) for d in datasets):
+            provides.add(need)
+    return provides
+
+
+def axis_names(v: ast.Expr, diags: Diagnostics) -> list[tuple[str, Any]]:
+    """``group_by`` and ``by``: an axis name or a list of them, with their spans."""
+    out = []
+    for i in items_of(v):
+        if isinstance(i, ast.Ref) and i.is_name:
+            out.append((i.parts[0].text, i.span))
+        else:
+            diags.error("E014", "expected an axis name", span_of(i))
+    return out
+
+
+def resolve_metrics(
+    s: ast.Setting | None,
+    answers: list[AnswerSpec],
+    datasets: list[DatasetSpec],
+    axes: set[str],
+    values: dict[str, list],
+    decls: Declarations,
+    diags: Diagnostics,
+) -> list[MetricSpec]:
+    """``axes``: the study's axes; ``values``: each axis's values where they are names or
+    codes (what a contrast's sides are checked against)."""
+    if s is None:
+        return []
+    provides = provided_needs(answers, datasets)
+    kinds = [a.kind for a in answers]
+    out: list[MetricSpec] = []
+    labels: set[str] = set()
+    for item in items_of(s.value):
+        m = _metric(item, provides, axes, values, kinds, decls, diags)
+        if m is not None:
+            if m.label in labels:
+                diags.error("E004", f"metric `{m.label}` is listed twice", span_of(item))
+                continue
+            labels.add(m.label)
+            out.append(m)
+    return out
+
+
+def _metric(e: ast.Expr, provides: set[str], axes: set[str], values: dict[str, list], kinds: list[str], decls: Declarations, diags: Diagnostics) -> MetricSpec | None:
+    if isinstance(e, ast.Ref) and e.is_name:
+        name, call = e.parts[0].text, None
+    elif isinstance(e, ast.Call):
+        name, call = e.func.text, e
+    else:
+        diags.error("E014", "a metric is a name or a call: accuracy, consistency(over = language)", span_of(e))
+        return None
+    info = METRICS.get(name)
+    name_span = e.span if call is None else call.func.span
+    if info is None:
+        names = METRICS.names()
+        diags.error("E007", f"unknown metric `{name}`", name_span, hint=did_you_mean(name, names, f"metrics: {', '.join(names)}"))
+        return None
+    args: dict[str, Any] = {}
+    by = None
+    ok = True
+    params = {p.name: p for p in info.params}
+    contrast = next((p.name for p in info.params if p.kind == "contrast"), None)
+    positional = call.positional if call else []
+    if len(positional) > len(info.positional):
+        diags.error("E008", f"`{name}` takes at most {len(info.positional)} positional argument(s), got {len(positional)}", span_of(positional[len(info.positional)]))
+        ok = False
+    assigned: list[tuple[str, Any]] = list(zip(info.positional, positional))
+    for kw in call.keywords if call else []:
+        key = kw.name.text
+        if key == "by":
+            by = [n for n, _ in axis_names(kw.value, diags)]
+            for n in by:
+                if n not in axes:
+                    diags.error("E008", f"`by`: `{n}` is not an axis of this study", span_of(kw.value), hint=did_you_mean(n, axes, None))
+                    ok = False
+            continue
+        if key in params:
+            assigned.append((key, kw.value))
+        elif key in axes and contrast is not None:
+            # `delta(agreement, mode = direct - reason)`: an axis contrast.
+            assigned.append((contrast, kw))
+        else:
+            names = [p for p in params if params[p].kind != "contrast"] + (["<axis> = a - b"] if contrast is not None else []) + ["by"]
+            diags.error("E008", f"`{name}` has no argument `{key}`", kw.name.span, hint=did_you_mean(key, list(params) + list(axes), f"it takes: {', '.join(names)}"))
+            ok = False
+    for pname, val in assigned:
+        if pname in args:
+            diags.error("E008", f"`{name}`: argument `{pname}` given twice", span_of(val))
+            ok = False
+            continue
+        got = _argument(name, params[pname], val, axes, values, decls, diags)
+        if got is None:
+            ok = False
+        else:
+            args[pname] = got
+    for p in info.params:
+        if p.required and p.name not in args and ok:
+            form = "<axis> = a - b" if p.kind == "contrast" else p.name
+            diags.error("E008", f"`{name}` needs `{form}`", name_span, hint=f"{name}: {info.summary}")
+            ok = False
+        elif p.name not in args and p.default is not None:
+            args[p.name] = p.default
+    missing = sorted(_needs(info, args) - provides)
+    if missing and ok:
+        diags.error(
+            "E009",
+            f"`{name}` cannot be computed for this study: it needs {'; '.join(NEEDS[m] for m in missing)}",
+            name_span,
+            notes=[f"the study's answer kinds: {' + '.join(kinds) or 'none'}"],
+        )
+        ok = False
+    if not ok:
+        return None
+    label = name if call is None else metric_label(name, args, by)
+    return MetricSpec(name=name, args=args, by=by, label=label)
+
+
+def _needs(info: MetricInfo, args: dict[str, Any]) -> set[str]:
+    """A metric's needs, with those of the per-item metrics it aggregates or compares."""
+    needs = set(info.needs)
+    for p in info.params:
+        inner = METRICS.get(args[p.name]) if p.kind == "metric" and p.name in args else None
+        if inner is not None:
+            needs |= inner.needs
+    return needs
+
+
+def _argument(metric: str, p: Param, val: Any, axes: set[str], values: dict[str, list], decls: Declarations, diags: Diagnostics) -> Any:
+    """One argument, typed by the parameter's kind; None after an error (reported)."""
+    if p.kind == "contrast":
+        kw = val
+        if not isinstance(kw, ast.KwArg) or not (isinstance(kw.value, ast.BinOp) and kw.value.op == "-"):
+            diags.error("E008", f"`{metric}` compares two conditions: write <axis> = a - b (e.g. mode = direct - reason)", span_of(val))
+            return None
+        axis = kw.name.text
+        sides = []
+        for side in (kw.value.left, kw.value.right):
+            text = side.parts[0].text if isinstance(side, ast.Ref) and side.is_name else str(side.value) if isinstance(side, (ast.Str, ast.Num)) else None
+            known = [str(x) for x in values.get(axis, [])]
+            if text is None:
+                diags.error("E008", f"each side of `{axis} = a - b` is one value of `{axis}`", span_of(side), hint=f"values: {', '.join(known)}; write one contrast per pair")
+                return None
+            if known and text not in known:
+                diags.error("E008", f"`{text}` is not a value of axis `{axis}` in this study", span_of(side), hint=did_you_mean(text, known, f"values: {', '.join(known)}"))
+                return None
+            sides.append(text)
+        return {"axis": axis, "a": sides[0], "b": sides[1]}
+    if p.kind == "axis":
+        if isinstance(val, ast.Ref) and val.is_name and val.parts[0].text in axes:
+            return val.parts[0].text
+        name = val.parts[0].text if isinstance(val, ast.Ref) else "?"
+        diags.error("E008", f"`{metric}`: `{name}` is not an axis of this study", span_of(val), hint=did_you_mean(name, axes, f"axes: {', '.join(sorted(axes))}"))
+        return None
+    if p.kind == "metric":
+        name = name_of(val)
+        item_metrics = per_item_metrics()
+        if name not in item_metrics:
+            diags.error("E008", f"`{metric}` aggregates a per-item metric; `{name or '?'}` is not one", span_of(val), hint=did_you_mean(name or "", item_metrics, f"one of: {', '.join(sorted(item_metrics))}"))
+            return None
+        return name
+    if p.kind == "number":
+        if isinstance(val, ast.Num):
+            return val.value
+        diags.error("E008", f"`{metric}`: `{p.name}` is a number", span_of(val))
+        return None
+    if p.kind == "language":
+        if not (isinstance(val, ast.Ref) and val.is_name):
+            diags.error("E008", f"`{metric}`: `{p.name}` is a language code", span_of(val))
+            return None
+        if not check_code(val.parts[0], decls, diags):
+            return None
+        if val.parts[0].text not in values.get("language", []):
+            diags.error("E008", f"pivot language `{val.parts[0].text}` is not one of the study's languages", span_of(val))
+            return None
+        return val.parts[0].text
+    if p.kind in ("source", "field"):
+        text = val.dotted if isinstance(val, ast.Ref) and val.index is None else None
+        allowed = p.choices
+        if text is None or (allowed and text not in allowed):
+            what = "a value it can compare" if p.kind == "source" else "a field it can read"
+            diags.error("E008", f"`{metric}`: `{text or '?'}` is not {what}", span_of(val), hint=did_you_mean(text or "", allowed, f"one of: {', '.join(allowed)}" if allowed else None))
+            return None
+        return text
+    raise TypeError(f"metric {metric!r}: parameter {p.name!r} has a kind the checker cannot read: {p.kind!r}")  # pragma: no cover

@@ -1,0 +1,223 @@
+"""Studies: ``study NAME { ... }`` -> :class:`~xlspec.spec.StudySpec`, the last pass over
+declarations, since a study names everything else.
+
+``resolve_studies(scope, diags) -> dict[str, StudySpec]`` with :class:`Scope` holding what
+the earlier passes resolved.  Per study: its settings (:data:`STUDY_SETTINGS`), the names it
+uses (groups expanded), its countries and languages (per country), answer kinds, filters and
+the fields they read, framing and mode coverage and placeholders, axes (``xlspec.axes``),
+``group_by``, metrics, and whether each model's engine serves each answer kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import ast
+from ..axes import CELL_AXES, CELL_AXIS_NAMES
+from ..data import Record
+from ..diagnostics import Diagnostics, Span
+from ..spec import AnswerSpec, DatasetSpec, FramingSpec, ModelSpec, ModeSpec, StudySpec
+from .answers import resolve_answers
+from .context import did_you_mean, expect_int, expect_ints, expect_strings, items_of, span_of
+from .declarations import Declarations
+from .filters import check_filter_fields, lower_filter
+from .framings import check_templates, template_sources
+from .languages import LanguageSets
+from .metrics import axis_names, resolve_metrics
+from .vocabulary import STUDY_SETTINGS
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Everything a study can name, as the earlier passes resolved it."""
+
+    decls: Declarations
+    groups: dict[str, list[ast.Ref]]
+    languages: LanguageSets
+    countries: dict[str, dict[str, str]]
+    datasets: dict[str, DatasetSpec]
+    records: dict[str, list[Record]]
+    framings: dict[str, FramingSpec]
+    modes: dict[str, ModeSpec]
+    models: dict[str, ModelSpec]
+    subsets: dict[str, Any]
+
+
+def resolve_studies(scope: Scope, diags: Diagnostics) -> dict[str, StudySpec]:
+    studies: dict[str, StudySpec] = {}
+    for d in scope.decls["study"].values():
+        s = _study(d, scope, diags)
+        if s is not None:
+            studies[s.name] = s
+    if not scope.decls["study"]:
+        diags.error("E013", "no `study` declaration: nothing to run", scope.decls.anchor(), hint="add: study main { model = ... dataset = ... language = ... framing = ... }")
+    return studies
+
+
+def _names(v: ast.Expr, kind: str, what: str, scope: Scope, diags: Diagnostics) -> list[tuple[str, Span | None]]:
+    """A name or a list of names of one kind; groups expand in place."""
+    out: list[tuple[str, Span | None]] = []
+    for item in items_of(v):
+        if not (isinstance(item, ast.Ref) and item.is_name):
+            diags.error("E014", f"expected a {what} name", span_of(item))
+            continue
+        name = item.parts[0].text
+        if name in scope.decls["group"]:
+            for member in scope.groups.get(name, []):
+                out += _names(member, kind, what, scope, diags)
+            continue
+        if name not in scope.decls[kind]:
+            diags.error("E003", f"undefined {what} `{name}`", item.span, hint=did_you_mean(name, scope.decls[kind], f"declare it: {kind} {name} ..."))
+            continue
+        out.append((name, item.span))
+    return out
+
+
+def _settings(d: ast.Decl, diags: Diagnostics) -> dict[str, ast.Setting]:
+    settings: dict[str, ast.Setting] = {}
+    for s in d.body.settings:
+        key = s.key.text
+        if key not in STUDY_SETTINGS:
+            diags.error("E014", f"unknown study setting `{key}`", s.key.span, hint=did_you_mean(key, STUDY_SETTINGS, f"a study takes: {', '.join(sorted(STUDY_SETTINGS))}"))
+            continue
+        if key in settings:
+            diags.error("E004", f"`{key}` is set twice in study `{d.name.text}`", s.key.span)
+            continue
+        settings[key] = s
+    return settings
+
+
+def _countries(cv: ast.Expr, scope: Scope, diags: Diagnostics) -> dict[str, str] | None:
+    """``country = <countries>`` (a declared map) or ``[EG, IR]`` (countries of any map)."""
+    if isinstance(cv, ast.Ref) and cv.is_name and cv.parts[0].text in scope.decls["countries"]:
+        return scope.countries.get(cv.parts[0].text, {})
+    if isinstance(cv, ast.ListExpr):
+        merged = {k: v for m in scope.countries.values() for k, v in m.items()}
+        countries = {}
+        for item in cv.items:
+            code = item.parts[0].text if isinstance(item, ast.Ref) else None
+            if code in merged:
+                countries[code] = merged[code]
+            else:
+                diags.error("E003", f"country `{code}` is not in any `countries` map", span_of(item), hint=did_you_mean(code or "", merged, None))
+        return countries
+    name = cv.parts[0].text if isinstance(cv, ast.Ref) else "?"
+    diags.error("E003", f"undefined countries `{name}`", span_of(cv), hint=did_you_mean(name, scope.decls["countries"], "declare it: countries NAME = { EG: ar }"))
+    return None
+
+
+def _study(d: ast.Decl, scope: Scope, diags: Diagnostics) -> StudySpec | None:
+    if d.body is None:
+        return None
+    settings = _settings(d, diags)
+    errors_before = len(diags.errors)
+    for axis in CELL_AXES:
+        key = axis.setting or axis.name
+        if axis.required and key not in settings:
+            diags.error("E014", f"study `{d.name.text}` does not set `{key}`", d.name.span)
+    if len(diags.errors) > errors_before:
+        return None
+
+    models = _names(settings["model"].value, "model", "model", scope, diags)
+    datasets = [n for n, _ in _names(settings["dataset"].value, "dataset", "dataset", scope, diags)]
+    framings = [n for n, _ in _names(settings["framing"].value, "framing", "framing", scope, diags)]
+    modes = [n for n, _ in _names(settings["mode"].value, "mode", "mode", scope, diags)] if "mode" in settings else []
+    countries = _countries(settings["country"].value, scope, diags) if "country" in settings else None
+
+    languages: dict[str, list[str]] = {}
+    lang_expr = settings["language"].value
+    for c in sorted(countries) if countries else [""]:
+        got = scope.languages.study_languages(lang_expr, c or None, countries)
+        if got is None:
+            return None
+        languages[c] = got
+    all_langs = sorted({lang for ls in languages.values() for lang in ls})
+    if not all_langs:
+        diags.error("E016", f"study `{d.name.text}` has no languages", span_of(lang_expr))
+
+    data = [scope.datasets[n] for n in datasets if n in scope.datasets]
+    answers = resolve_answers(settings.get("answer"), data, diags)
+    _check_engines(models, answers, scope, diags)
+    partitions = expect_strings(settings.get("partition"), "partition", diags)
+    subsets = [n for n, _ in _names(settings["subset"].value, "subset", "subset", scope, diags)] if "subset" in settings else None
+    where = lower_filter(settings["where"].value, diags) if "where" in settings else None
+    shots = expect_ints(settings.get("shots"), 0, diags) or [0]
+    seeds = expect_ints(settings.get("seeds"), 0, diags) or [0]
+    samples = expect_int(settings["samples"].value, 1, diags) if "samples" in settings else 1
+    limit = expect_int(settings["limit"].value, 1, diags) if "limit" in settings else None
+    fewshot = None
+    if "fewshot" in settings:
+        names = _names(settings["fewshot"].value, "dataset", "dataset", scope, diags)
+        fewshot = names[0][0] if names else None
+    if any(s > 0 for s in shots) and fewshot is None:
+        diags.error("E014", "shots > 0 needs `fewshot = <dataset>`, the pool examples come from", span_of(settings["shots"].value))
+    if partitions and not all("partition" in ds.fields for ds in data):
+        diags.error("E011", "`partition` needs each dataset to map a `partition` field", settings["partition"].key.span)
+
+    filters = [("where", where, settings["where"].value.span if "where" in settings else None)] + [
+        (f"subset {s}", scope.subsets.get(s), scope.decls["subset"][s].value.span if s in scope.decls["subset"] else None) for s in (subsets or [])
+    ]
+    check_filter_fields(filters, datasets, scope.records, diags)
+    check_templates(
+        d, settings["language"], framings, modes, all_langs, template_sources(data, countries is not None),
+        scope.decls, scope.framings, scope.modes, diags,
+    )
+
+    # Axes: the required ones, those whose setting the study writes, and the integer ones
+    # (shots, seed) where they take more than one value.
+    counts = {"shots": len(shots), "seed": len(seeds)}
+    axes = {
+        a.name for a in CELL_AXES
+        if a.required or (counts.get(a.name, 0) > 1 if a.integer else (a.setting or a.name) in settings)
+    }
+    group_by = _group_by(settings.get("group_by"), axes, diags)
+    # The values a metric's contrast (axis = a - b) may name, for every axis whose values are
+    # names or codes (those of integer axes are not checked).
+    named = {
+        "model": [n for n, _ in models], "dataset": datasets, "language": all_langs, "framing": framings,
+        "mode": modes, "country": sorted(countries or {}), "partition": partitions or [], "subset": subsets or [],
+    }
+    values = {a.name: named[a.name] for a in CELL_AXES if not a.integer}
+    metrics = resolve_metrics(settings.get("metrics"), answers, data, axes, values, scope.decls, diags)
+    if diags.has_errors():
+        return None
+    return StudySpec(
+        name=d.name.text, models=[n for n, _ in models], datasets=datasets, countries=countries, languages=languages,
+        framings=framings, modes=modes, partitions=partitions, subsets=subsets,
+        where=where, shots=shots, fewshot=fewshot, seeds=seeds, samples=samples, answers=answers,
+        metrics=metrics, group_by=group_by, limit=limit,
+    )
+
+
+def _check_engines(models: list[tuple[str, Span | None]], answers: list[AnswerSpec], scope: Scope, diags: Diagnostics) -> None:
+    """Every model's engine serves every answer kind of the study."""
+    from ..runtime.engines import ENGINES
+
+    for name, span in models:
+        model = scope.models.get(name)
+        engine = ENGINES.get(model.engine) if model is not None else None
+        if engine is None:
+            continue
+        for kind in dict.fromkeys(a.kind for a in answers):
+            if kind not in engine.answers:
+                able = [n for n, e in ENGINES.items() if kind in e.answers]
+                diags.error(
+                    "E009",
+                    f"model `{name}` runs on engine `{engine.name}`, which cannot serve answer kind `{kind}`",
+                    span,
+                    notes=[f"engine `{engine.name}` serves: {', '.join(sorted(engine.answers)) or 'nothing'}"],
+                    hint=f"engines that serve `{kind}`: {', '.join(able)}" if able else f"no engine serves `{kind}`",
+                )
+
+
+def _group_by(s: ast.Setting | None, axes: set[str], diags: Diagnostics) -> list[str]:
+    if s is None:
+        return [a for a in CELL_AXIS_NAMES if a in axes]
+    out = []
+    for n, span in axis_names(s.value, diags):
+        if n not in axes:
+            diags.error("E014", f"`{n}` is not an axis of this study", span, hint=did_you_mean(n, axes, f"axes: {', '.join(a for a in CELL_AXIS_NAMES if a in axes)}"))
+        else:
+            out.append(n)
+    return out

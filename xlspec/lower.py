@@ -1,0 +1,128 @@
+"""Lowering a plan's cells to engine requests: the prompts, exactly as an engine sees them.
+
+Used by the runtime (which sends them) and by ``xlspec diff`` (which counts the requests a
+re-run computes), so both agree.  A request's id (:func:`xlspec.identity.request_id`) hashes
+everything that decides the engine's answer, so the same question asked by two cells or two
+experiments is computed once, and editing one framing's text changes only its requests.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .answers import ANSWER_KINDS
+from .data import Record, read_records
+from .identity import request_id
+from .items import ItemView, available, select, view
+from .plan import Cell, Plan
+from .prompt import fill, render
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """One question for an engine."""
+
+    request_id: str
+    prompt: str
+    """The rendered prompt text.  Engines apply the model's chat template unless ``chat`` is
+    false (base models get this text as is)."""
+    kind: str
+    """An answer kind (:mod:`xlspec.answers`)."""
+    options: tuple[str, ...] = ()
+    """``options``: the option labels ("1".."4", "A".."D"); the engine reads each label's
+    probability at the answer position.  ``loglik``: the option texts, scored as
+    continuations of the prompt."""
+    max_tokens: int = 16
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    chat: bool = True
+    system: str | None = None
+
+
+@dataclass
+class CellRequest:
+    """One request of a cell, with what the results row needs besides the engine's answer."""
+
+    request: EngineRequest
+    item: ItemView
+    sample: int
+    answer: dict
+    """The plan's answer entry (kind, parser and its arguments)."""
+
+
+class DataCache:
+    """Dataset records by path, read once per run."""
+
+    def __init__(self, plan: Plan, plan_path: str):
+        self.spec_dir = plan.spec_dir(plan_path)
+        self.plan = plan
+        self._records: dict[str, list[Record]] = {}
+
+    def records(self, dataset: str) -> list[Record]:
+        if dataset not in self._records:
+            entry = self.plan.datasets[dataset]
+            path = os.path.normpath(os.path.join(self.spec_dir, entry.path))
+            self._records[dataset] = read_records(path, entry.format)[0]
+        return self._records[dataset]
+
+
+def _fewshot_block(parts: dict, data: DataCache, plan: Plan, cell: Cell, exclude_id: str) -> str:
+    fs = parts["prompt"]["fewshot"]
+    if not fs:
+        return ""
+    pool_entry = plan.data["datasets"][fs["dataset"]]
+    language, country = cell.axes["language"], cell.axes["country"]
+    shots = []
+    for rec in data.records(fs["dataset"]):
+        if len(shots) >= fs["shots"]:
+            break
+        if not available(rec, pool_entry, language):
+            continue
+        v = view(rec, pool_entry, language, country)
+        if v.item_id == exclude_id:
+            continue
+        answer = v.targets[0] if v.targets else (v.gold or "")
+        shots.append(fill(parts["prompt"]["template"], v.values | parts["prompt"]["variables"]) + "\n" + answer)
+    return "\n\n".join(shots) + "\n\n" if shots else ""
+
+
+def cell_requests(plan: Plan, cell: Cell, data: DataCache, limit: int | None = None) -> list[CellRequest]:
+    """Every request of one cell, in a stable order (item, answer kind, sample)."""
+    parts = plan.cell_parts(cell)
+    axes = cell.axes
+    selection = parts["items"]
+    entry = plan.data["datasets"][selection["dataset"]]
+    cap = selection["limit"]
+    if limit is not None:
+        cap = limit if cap is None else min(cap, limit)
+    records = select(data.records(selection["dataset"]), entry, axes["language"], selection["partition"], selection["filters"], cap)
+    prompt_part, sampling = parts["prompt"], parts["sampling"]
+    model = parts["model"]
+    out: list[CellRequest] = []
+    for rec in records:
+        item = view(rec, entry, axes["language"], axes["country"])
+        text = _fewshot_block(parts, data, plan, cell, item.item_id) + render(prompt_part["template"], item.values | prompt_part["variables"], prompt_part["instruction"])
+        for answer in parts["answers"]:
+            kind = ANSWER_KINDS[answer["kind"]]
+            if kind.request_options == "texts":
+                options = tuple(item.option_texts)
+            else:
+                options = tuple(item.labels)
+            for sample in range(sampling["samples"] if kind.sampled else 1):
+                rid = request_id(model, text, prompt_part["system"], answer, options, sampling, sample)
+                req = EngineRequest(
+                    request_id=rid,
+                    prompt=text,
+                    kind=kind.name,
+                    options=options,
+                    max_tokens=sampling["max_tokens"],
+                    temperature=sampling["temperature"],
+                    top_p=sampling["top_p"],
+                    seed=sampling["seed"] * 1_000_003 + sample,
+                    chat=model["chat"],
+                    system=prompt_part["system"],
+                )
+                out.append(CellRequest(req, item, sample, answer))
+    return out
