@@ -2,16 +2,105 @@
 
 A spec must use the canonical short tag (``ar``, not ``arb`` or ``ara``; ``zh-Hant`` is
 fine), so that the same language is spelt one way in plans, results and reports.
+
+langcodes takes about 50 ms to import and its name data about 2 ms a language on first
+use, a large share of compiling a 40-language spec.  Answers are therefore kept in a small
+JSON file in the xlspec cache folder (``$XLSPEC_CACHE``, default ``~/.cache/xlspec``),
+named after the installed langcodes and language_data files, so a new release of either
+starts a new file; a compile that finds every answer there does not import langcodes.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
+import hashlib
+import importlib.util
+import json
+import os
 
-import langcodes
+from .lazy import lazy
+
+langcodes = lazy("langcodes")
 
 
-@functools.lru_cache(maxsize=None)
+class _AnswerCache:
+    """Results of the functions below by call, read from and written back to one file."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, object] | None = None
+        self.dirty = False
+        self.path: str | None = None
+
+    def _load(self) -> dict:
+        if self.entries is None:
+            self.entries = {}
+            self.path = _cache_path()
+            if self.path:
+                try:
+                    with open(self.path, encoding="utf-8") as f:
+                        data = json.load(f)
+                    if isinstance(data, dict):
+                        self.entries = data
+                except (OSError, ValueError):
+                    pass
+            atexit.register(self.save)
+        return self.entries
+
+    def get(self, key: str, compute):
+        entries = self._load()
+        if key not in entries:
+            entries[key] = compute()
+            self.dirty = True
+        return entries[key]
+
+    def save(self) -> None:
+        if not (self.dirty and self.path):
+            return
+        try:
+            from .files import atomic_write_text
+
+            atomic_write_text(self.path, json.dumps(self.entries, ensure_ascii=False, sort_keys=True))
+            self.dirty = False
+        except OSError:
+            pass  # a read-only cache folder only costs speed
+
+
+def _cache_path() -> str | None:
+    stamp = []
+    for module in ("langcodes", "language_data"):
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            return None
+        try:
+            st = os.stat(spec.origin)
+        except OSError:
+            return None
+        stamp.append(f"{spec.origin}:{st.st_size}:{st.st_mtime_ns}")
+    folder = os.environ.get("XLSPEC_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xlspec")
+    key = hashlib.sha256("\n".join(stamp).encode()).hexdigest()[:16]
+    return os.path.join(os.path.expanduser(folder), f"languages-{key}.json")
+
+
+_ANSWERS = _AnswerCache()
+
+
+def _cached(kind: str):
+    """Memoise a function of strings in memory and in the answer cache."""
+
+    def wrap(fn):
+        @functools.lru_cache(maxsize=None)
+        def cached(*args: str):
+            value = _ANSWERS.get(json.dumps([kind, *args]), lambda: fn(*args))
+            return tuple(value) if isinstance(value, list) else value
+
+        functools.update_wrapper(cached, fn)
+        return cached
+
+    return wrap
+
+
+@_cached("check_code")
 def check_code(code: str) -> tuple[bool, str | None]:
     """(valid, suggestion).  A valid code returns (True, None)."""
     try:
@@ -43,7 +132,7 @@ def check_code(code: str) -> tuple[bool, str | None]:
     return False, close
 
 
-@functools.lru_cache(maxsize=None)
+@_cached("describe")
 def describe(code: str) -> str:
     try:
         return langcodes.Language.get(code).display_name()
@@ -51,7 +140,7 @@ def describe(code: str) -> str:
         return code
 
 
-@functools.lru_cache(maxsize=None)
+@_cached("name_in")
 def name_in(code: str, in_language: str) -> str:
     """The language's own name as written in ``in_language`` ("Arabic", "العربية")."""
     try:
@@ -60,7 +149,7 @@ def name_in(code: str, in_language: str) -> str:
         return code
 
 
-@functools.lru_cache(maxsize=None)
+@_cached("country_name_in")
 def country_name_in(country: str, in_language: str) -> str:
     """The country's name as written in ``in_language`` (EG in ar: "مصر")."""
     try:
@@ -69,7 +158,7 @@ def country_name_in(country: str, in_language: str) -> str:
         return country
 
 
-@functools.lru_cache(maxsize=None)
+@_cached("country_is_valid")
 def country_is_valid(country: str) -> bool:
     try:
         name = langcodes.Language.get(f"und-{country}").territory_name("en")
