@@ -1,4 +1,4 @@
-"""Answer kinds and answer parsers: a study's ``answer = options + generate(parser = ...)``.
+r"""Answer kinds and answer parsers: a study's ``answer = options + generate(parser = ...)``.
 
 ``resolve_answers(setting, datasets, diags) -> list[AnswerSpec]``: the kinds are the
 registered ones (``xlspec.answers.ANSWER_KINDS``), with the parameters each declares; a
