@@ -16,12 +16,12 @@ import os
 from typing import Any
 
 from . import __version__
-from .data import Record
-from .items import available, select
-from .languages import country_name_in, name_in
 from .answers import ANSWER_KINDS
 from .axes import CELL_AXIS_NAMES
+from .data import Record
 from .identity import PARTS, axis_line, digest
+from .items import available, select
+from .languages import country_name_in, name_in
 from .plan import PLAN_FORMAT
 from .prompt import RENDER_VERSION
 from .spec import Spec, StudySpec
