@@ -107,20 +107,13 @@ def expand(spec: Spec, records: dict[str, list[Record]], plan_dir: str) -> dict:
 
 
 def _axes(study: StudySpec, langs: list[str]) -> dict[str, list]:
-    axes: dict[str, list] = {"model": study.models, "dataset": study.datasets, "language": langs, "framing": study.framings}
-    if study.countries:
-        axes["country"] = sorted(study.countries)
-    if study.modes:
-        axes["mode"] = study.modes
-    if study.partitions:
-        axes["partition"] = study.partitions
-    if study.subsets:
-        axes["subset"] = study.subsets
-    if study.shots != [0]:
-        axes["shots"] = study.shots
-    if len(study.seeds) > 1:
-        axes["seed"] = study.seeds
-    return axes
+    """The study's axes (``StudySpec.axes``) and their values."""
+    values = {
+        "model": study.models, "dataset": study.datasets, "country": sorted(study.countries or {}), "language": langs,
+        "framing": study.framings, "mode": study.modes, "partition": study.partitions, "subset": study.subsets,
+        "shots": study.shots, "seed": study.seeds,
+    }
+    return {axis: values[axis] for axis in study.axes}
 
 
 class _ItemCounter:

@@ -114,6 +114,10 @@ class StudySpec(_Model):
     metrics: list[MetricSpec] = []
     group_by: list[str] = []
     limit: int | None = None
+    axes: list[str] = []
+    """The axes the study has, in the order of ``xlspec.axes.CELL_AXES``: the required ones,
+    those whose setting it writes, and ``shots``/``seed`` where they take several values.
+    Decided once, by the checker; the plan lists these with their values."""
 
 
 class ReportSpec(_Model):

@@ -186,7 +186,7 @@ def _study(d: ast.Decl, scope: Scope, diags: Diagnostics) -> StudySpec | None:
         name=d.name.text, models=[n for n, _ in models], datasets=datasets, countries=countries, languages=languages,
         framings=framings, modes=modes, partitions=partitions, subsets=subsets,
         where=where, shots=shots, fewshot=fewshot, seeds=seeds, samples=samples, answers=answers,
-        metrics=metrics, group_by=group_by, limit=limit,
+        metrics=metrics, group_by=group_by, limit=limit, axes=[a.name for a in CELL_AXES if a.name in axes],
     )
 
 
