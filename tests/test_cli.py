@@ -111,3 +111,15 @@ def test_diff_of_a_bad_file_is_a_diagnostic(tmp_path):
     bad.write_text("{not json")
     r = run(["diff", str(bad), str(bad)])
     assert r.returncode == 2 and "not a plan file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_compiler_modules_do_not_import_the_command_line():
+    """Data flows one way: the compiler's library (api, diff, check, expand, plan, lower) never
+    imports the CLI, which sits on top of it."""
+    code = (
+        "import sys\n"
+        "import xlspec.api, xlspec.diff, xlspec.check, xlspec.expand, xlspec.plan, xlspec.lower, xlspec.fmt\n"
+        "print(sorted(m for m in sys.modules if m in ('xlspec.cli', 'xlspec.runtime.cli')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
