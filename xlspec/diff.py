@@ -125,13 +125,26 @@ def _request_ids(plan: Plan, plan_path: str | None, cells: list[Cell]) -> dict[s
         return None
 
 
+def _prompt_shape(plan: Plan, cell: Cell, cache: dict) -> tuple:
+    """What two cells must share for any of their requests to be the same: the model's
+    identity and the prompt's fixed text (template, instruction, system prompt, few-shot
+    pool).  Only old cells of the same shape as an added or changed cell are lowered, so a
+    diff costs about what the edit touches, not the whole plan."""
+    parts = plan.cell_parts(cell, cache)
+    prompt = parts["prompt"]
+    return (json.dumps(parts["model"], sort_keys=True), prompt["template"], prompt["instruction"], prompt["system"], json.dumps(prompt["fewshot"], sort_keys=True))
+
+
 def diff_plans(old: Plan, new: Plan, old_path: str | None = None, new_path: str | None = None) -> PlanDiff:
     """Compare two plans.  With the plans' paths (where their relative paths start), the
     requests a re-run computes are counted exactly."""
     old_cells = {_key(c): c for c in old.cells}
     new_cells = {_key(c): c for c in new.cells}
     todo = [new_cells[k] for k in sorted(new_cells, key=_sortable) if k not in old_cells or old_cells[k].id != new_cells[k].id]
-    old_ids = _request_ids(old, old_path, old.cells)
+    new_cache: dict = {}
+    old_cache: dict = {}
+    shapes = {_prompt_shape(new, c, new_cache) for c in todo}
+    old_ids = _request_ids(old, old_path, [c for c in old.cells if _prompt_shape(old, c, old_cache) in shapes])
     new_ids = _request_ids(new, new_path, todo) if old_ids is not None else None
     seen = set().union(*old_ids.values()) if old_ids else set()
 

@@ -141,9 +141,10 @@ class Plan(_Model):
         """The plan without its cells, as plain data."""
         return {k: v for k, v in self._data.items() if k != "cells"}
 
-    def cell_parts(self, cell: Cell) -> dict:
-        """Everything a cell's outputs depend on (what the runtime builds its requests from)."""
-        return part_digests(self._data, cell.study, cell.axes)[1]
+    def cell_parts(self, cell: Cell, cache: dict | None = None) -> dict:
+        """Everything a cell's outputs depend on (what the runtime builds its requests from).
+        ``cache`` (any dict kept across calls) saves rebuilding parts that cells share."""
+        return part_digests(self._data, cell.study, cell.axes, cache)[1]
 
     def hash(self) -> str:
         """Identity of the whole plan (its cells and header), for run manifests."""
