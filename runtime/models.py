@@ -56,13 +56,10 @@ BUILTIN_DTYPE = "float32"
 
 
 def cache_dir() -> Path:
-    """``$XLSPEC_CACHE`` if set, else the platform's user cache folder for xlspec."""
-    env = os.environ.get("XLSPEC_CACHE")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
+    """The xlspec cache folder (:func:`xlspec.files.cache_dir`)."""
+    from xlspec.files import cache_dir as folder
 
-    return Path(platformdirs.user_cache_dir("xlspec"))
+    return Path(folder())
 
 
 def resolve_model(source: str, revision: str | None = None) -> Path:

@@ -147,6 +147,7 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
             refused = False
     return {
         "experiment": plan.experiment,
+        "study": cell.study,
         "cell_id": cell.id,
         "request_id": req.request_id,
         **{axis: cell.axes[axis] for axis in CELL_AXIS_NAMES},

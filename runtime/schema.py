@@ -19,6 +19,7 @@ def _axis_column(axis) -> tuple[str, pa.DataType]:
 RESULTS_SCHEMA = pa.schema(
     [
         ("experiment", pa.string()),
+        ("study", pa.string()),
         ("cell_id", pa.string()),
         ("request_id", pa.string()),
         *(_axis_column(a) for a in CELL_AXES),

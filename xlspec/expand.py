@@ -19,8 +19,8 @@ from . import __version__
 from .answers import ANSWER_KINDS
 from .axes import CELL_AXIS_NAMES
 from .data import Record
-from .identity import PARTS, axis_line, digest
-from .items import available, select
+from .identity import PARTS, axis_line, digest, parts_text
+from .items import SPECIAL_FIELDS, available, select
 from .languages import country_name_in, name_in
 from .plan import PLAN_FORMAT
 from .prompt import RENDER_VERSION
@@ -76,7 +76,8 @@ def expand(spec: Spec, records: dict[str, list[Record]], plan_dir: str) -> dict:
         for lang in langs:
             names.setdefault("languages", {})[lang] = name_in(lang, lang)
         for c in sorted(study.countries or {}):
-            names.setdefault("countries", {})[c] = {lang: country_name_in(c, lang) for lang in sorted(set(study.languages[c]))}
+            # merged: another study may ask the same country in other languages
+            names.setdefault("countries", {}).setdefault(c, {}).update({lang: country_name_in(c, lang) for lang in sorted(set(study.languages[c]))})
         studies[sname] = {
             "axes": _axes(study, langs),
             "languages_by_country": study.languages if study.countries else None,
@@ -148,12 +149,9 @@ class _ItemCounter:
         return hit[1]
 
 
-_NOT_TEXT = ("id", "gold", "human", "partition", "language")
-
-
 def _text_fields(ds: dict) -> list[tuple[str | list[str], str | None]]:
     """(source, index) of the mapped fields whose text a prompt may show."""
-    return [(m["source"], m.get("index")) for name, m in ds["fields"].items() if name not in _NOT_TEXT]
+    return [(m["source"], m.get("index")) for name, m in ds["fields"].items() if name not in SPECIAL_FIELDS]
 
 
 def _text_chars(r: Record, text_fields: list, language: str) -> int:
@@ -208,7 +206,7 @@ def _cells(plan: dict, study: StudySpec, counter: _ItemCounter):
         return hit
 
     answers_d = part("answers")[0]
-    root = hashlib.sha256()
+    root = hashlib.sha256(axis_line("study", name).encode("utf-8"))
     for model in study.models:
         h_model = root.copy()
         h_model.update(line("model", model))
@@ -247,7 +245,7 @@ def _cells(plan: dict, study: StudySpec, counter: _ItemCounter):
                                                 estimate = estimates[key] = _estimate(items, prompt, sampling, study, counter, items_d, dataset, language, partition, shots, answers)
                                             h = h_shots.copy()
                                             h.update(line("seed", seed))
-                                            h.update(f"part.model={model_d}\npart.prompt={prompt_d}\npart.sampling={sampling_d}\npart.answers={answers_d}\npart.items={items_d}\npart.render={render}".encode("utf-8"))
+                                            h.update(parts_text({"model": model_d, "prompt": prompt_d, "sampling": sampling_d, "answers": answers_d, "items": items_d, "render": render}).encode("utf-8"))
                                             axes = {
                                                 "country": country, "dataset": dataset, "framing": framing, "language": language,
                                                 "mode": mode, "model": model, "partition": partition, "seed": seed,

@@ -13,6 +13,20 @@ import uuid
 from collections.abc import Callable
 
 
+def cache_dir() -> str:
+    """xlspec's cache folder: ``$XLSPEC_CACHE`` if set, else the platform's user cache folder
+    for xlspec (``~/.cache/xlspec`` on Linux).  It holds the converted embedded model and the
+    compiler's language-name lookups."""
+    env = os.environ.get("XLSPEC_CACHE")
+    if env:
+        return os.path.expanduser(env)
+    try:
+        import platformdirs
+    except ImportError:  # the compiler's own dependencies do not include it
+        return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xlspec")
+    return platformdirs.user_cache_dir("xlspec")
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

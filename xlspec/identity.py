@@ -69,12 +69,13 @@ def parts_text(digests: dict) -> str:
     return "\n".join(f"part.{k}={digests[k]}" for k in CELL_PARTS)
 
 
-def cell_id(axes: dict, digests: dict) -> str:
-    """sha256 over the cell's axis values and the digests of its parts, as ``key=value``
-    lines in a fixed order (``null`` for an absent axis).  Axis values are names, language
-    codes and whole numbers, none of which can hold a newline.  (The expansion builds the
-    same text axis by axis, see ``xlspec.expand``.)"""
-    text = "".join(axis_line(k, axes[k]) for k in CELL_AXIS_NAMES) + parts_text(digests)
+def cell_id(study: str, axes: dict, digests: dict) -> str:
+    """sha256 over the cell's study, axis values and the digests of its parts, as
+    ``key=value`` lines in a fixed order (``null`` for an absent axis).  Names, language codes
+    and whole numbers cannot hold a newline.  The study is part of the id: two studies with
+    the same cross product are two sets of rows.  (The expansion builds the same text level
+    by level, see ``xlspec.expand``; a test keeps the two equal.)"""
+    text = axis_line("study", study) + "".join(axis_line(k, axes[k]) for k in CELL_AXIS_NAMES) + parts_text(digests)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -6,8 +6,8 @@ fine), so that the same language is spelt one way in plans, results and reports.
 langcodes takes about 50 ms to import and its name data about 2 ms a language on first
 use, a large share of compiling a 40-language spec.  Answers are therefore kept in a small
 JSON file in the xlspec cache folder (``$XLSPEC_CACHE``, default ``~/.cache/xlspec``),
-named after the installed langcodes and language_data files, so a new release of either
-starts a new file; a compile that finds every answer there does not import langcodes.
+named after the installed langcodes and language_data files and xlspec's version, so a new
+release of any of them starts a new file; a compile that finds every answer there does not import langcodes.
 """
 
 from __future__ import annotations
@@ -77,9 +77,12 @@ def _cache_path() -> str | None:
         except OSError:
             return None
         stamp.append(f"{spec.origin}:{st.st_size}:{st.st_mtime_ns}")
-    folder = os.environ.get("XLSPEC_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xlspec")
+    from . import __version__
+    from .files import cache_dir
+
+    stamp.append(f"xlspec {__version__}")  # the rules below may change with xlspec
     key = hashlib.sha256("\n".join(stamp).encode()).hexdigest()[:16]
-    return os.path.join(os.path.expanduser(folder), f"languages-{key}.json")
+    return os.path.join(cache_dir(), f"languages-{key}.json")
 
 
 _ANSWERS = _AnswerCache()

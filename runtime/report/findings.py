@@ -2,7 +2,7 @@
 model), every metric's table and its language x framing pivots, the items whose answer
 flips between languages, and the refusals with the option their probabilities preferred.
 
-Answers and refusals are read with the metric library's per-row API
+Answers and refusals are read with the metrics package's per-row API
 (``runtime/metrics/columns.py``), so these tables agree with the metrics.
 """
 

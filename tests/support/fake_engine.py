@@ -1,5 +1,5 @@
-"""A deterministic stand-in engine for scheduler and store tests (moved here from the shipped
-``runtime/engines/fake.py``).
+"""A deterministic stand-in engine for scheduler and store tests (test support only: it is not
+shipped with xlspec).
 
 Answers derive from a sha256 of the system prompt and prompt, so every run and every machine
 gives the same results.  The ``fail_marker`` setting (``EngineConfig.settings``) makes every
