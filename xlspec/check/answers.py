@@ -89,13 +89,6 @@ def _default_parser(datasets: list[DatasetSpec], has_options: bool) -> str:
     return DEFAULT_PARSERS["numbers"] if labels == {"numbers"} else DEFAULT_PARSERS["letters"]
 
 
-def can_refuse(parser: str | None) -> bool:
-    """The parser can find no answer (a refusal): it looks for an option or a structure.
-    Unknown parsers (already reported) count as free text."""
-    info = PARSERS.get(parser) if parser else None
-    return info is not None and info.can_refuse
-
-
 # ---- parsers ---------------------------------------------------------------------------------
 
 

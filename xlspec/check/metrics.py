@@ -20,9 +20,9 @@ from typing import Any
 from .. import ast
 from ..answers import ANSWER_KINDS
 from ..diagnostics import Diagnostics
+from ..parsers.base import can_refuse
 from ..runtime.metrics.registry import METRICS, NEEDS, MetricInfo, Param, metric_label, per_item_metrics
 from ..spec import AnswerSpec, DatasetSpec, MetricSpec
-from .answers import can_refuse
 from .context import did_you_mean, items_of, name_of, span_of
 from .declarations import Declarations
 from .languages import check_code

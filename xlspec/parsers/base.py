@@ -61,4 +61,7 @@ def build(name: str | None, args: dict | None = None) -> ParseFn:
 
 
 def can_refuse(name: str | None) -> bool:
-    return bool(name) and PARSERS[name].can_refuse
+    """The parser can find no answer (a refusal): it looks for an option or a structure.
+    No parser, or an unknown one (the checker reports it), counts as free text."""
+    info = PARSERS.get(name) if name else None
+    return info is not None and info.can_refuse
