@@ -14,7 +14,17 @@ import glob
 import os
 import sys
 
-EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {n}")
+    return n
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run compiled plans on Ray (every plan in build/ that is not complete)")
     r.add_argument("plans", nargs="*", help="plan files (default: build/*.plan.json)")
-    r.add_argument("--limit", type=int, default=None, help="only the first N items of each cell")
+    r.add_argument("--limit", type=_positive_int, default=None, help="only the first N items of each cell")
     r.add_argument("--address", default=None, help="join an existing Ray cluster (default: start a local one)")
     r.add_argument("--runs-dir", default="runs", help="where results go (default: runs)")
     r.add_argument("--store", default=None, help="the shared request cache (default: <runs-dir>/.store)")
@@ -59,7 +69,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """The console entry point: :func:`run_command` with a last-resort handler, so a user
+    never sees a Python traceback.  Every bad input has its own message; reaching the handler
+    is a bug, and it says so."""
+    try:
+        return run_command(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `xlspec ... | head`
+        return EXIT_OK
+    except Exception as e:  # noqa: BLE001
+        from . import __version__
+
+        print(f"xlspec: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"this is a bug in xlspec {__version__}; please report it with the command and the input that caused it", file=sys.stderr)
+        if os.environ.get("XLSPEC_DEBUG"):
+            raise
+        return EXIT_INTERNAL
+
+
+def run_command(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; exceptions escape (the test-suite's fuzzer calls this
+    to see them)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help, --version, or a usage error (already printed)
+        return int(e.code or 0) if isinstance(e.code, int) else EXIT_INPUT
     if args.command is None:
         _parser().print_help()
         return EXIT_OK
@@ -106,10 +142,16 @@ def default_specs() -> list[str]:
     import re
 
     out = []
+    from .source import SourceError, read_source
+
     for path in sorted(glob.glob(os.path.join("specs", "*.xls"))):
-        with open(path, encoding="utf-8", errors="replace") as f:
-            if re.search(r"^experiment\s", f.read(), re.MULTILINE):
-                out.append(path)
+        try:
+            text = read_source(path).text
+        except SourceError:
+            out.append(path)  # compiling it reports why it cannot be read
+            continue
+        if re.search(r"^experiment\s", text, re.MULTILINE):
+            out.append(path)
     return out
 
 
@@ -160,24 +202,27 @@ def cmd_compile(args) -> int:
 
 
 def cmd_fmt(args) -> int:
-    from .diagnostics import Diagnostics, SourceCache
+    from .diagnostics import Diagnostics, SourceCache, Span
     from .fmt import format_source
+    from .source import SourceError, read_source
 
     files = args.files or sorted(glob.glob(os.path.join("specs", "**", "*.xls"), recursive=True))
     diags, sources = Diagnostics(), SourceCache()
     unformatted = []
     for path in files:
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            print(f"{path}: cannot read: {e.strerror}", file=sys.stderr)
-            return EXIT_INPUT
-        sources.add(path, text)
-        out = format_source(text, path, diags)
+            source = read_source(path)
+        except SourceError as e:
+            if e.line is None:
+                diags.error("E010", f"cannot read {path}: {e.message}", None)
+            else:
+                diags.error("E001", f"{path}: {e.message}", Span.point(path, e.line, e.col))
+            continue
+        sources.add(path, source.text)
+        out = format_source(source.text, path, diags)
         if out is None:
             continue
-        if out != text:
+        if out.encode("utf-8") != source.raw:  # line endings and a byte-order mark count too
             unformatted.append(path)
             if not args.check:
                 with open(path, "w", encoding="utf-8", newline="\n") as f:

@@ -145,13 +145,20 @@ class SourceCache:
     def line(self, file: str, line: int) -> str | None:
         text = self.texts.get(file)
         if text is None:
+            from .source import SourceError, decode_text, read_regular_file
+
             try:
-                with open(file, encoding="utf-8", errors="replace") as f:
-                    text = f.read()
-            except OSError:
+                raw = read_regular_file(file, 64 * 1024 * 1024)
+            except SourceError:
                 return None
+            try:
+                text = decode_text(raw)
+            except SourceError:
+                text = raw.decode("utf-8", errors="replace")
             self.texts[file] = text
-        lines = text.splitlines()
+        # Lines as the parser counts them: split at "\n" only (text is newline-normalized), so
+        # a U+2028 or a form feed inside a comment does not move the caret to another line.
+        lines = text.split("\n")
         return lines[line - 1] if 0 < line <= len(lines) else None
 
 

@@ -12,7 +12,7 @@ import re
 import textwrap
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
@@ -101,7 +101,9 @@ _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\", "r": "\r", "0": "\0"}
 
 def decode_string(raw: str) -> str:
     """Decode a string literal.  Triple-quoted strings drop a leading newline and the common
-    indentation, so a long template can sit indented inside its block."""
+    indentation, so a long template can sit indented inside its block.  ``\\uXXXX`` escapes
+    of a surrogate pair make one character; a lone surrogate stays in the result for the
+    parser to report (:func:`lone_surrogate`)."""
     if raw.startswith('"""'):
         body = raw[3:-3]
         if body.startswith("\n"):
@@ -118,7 +120,12 @@ def decode_string(raw: str) -> str:
         if c == "\\" and i + 1 < len(body):
             n = body[i + 1]
             if n == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", body[i + 2 : i + 6] or ""):
-                out.append(chr(int(body[i + 2 : i + 6], 16)))
+                code = int(body[i + 2 : i + 6], 16)
+                low = body[i + 6 : i + 12]
+                if 0xD800 <= code < 0xDC00 and re.fullmatch(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}", low):
+                    code = 0x10000 + ((code - 0xD800) << 10) + (int(low[2:], 16) - 0xDC00)
+                    i += 6
+                out.append(chr(code))
                 i += 6
                 continue
             out.append(_ESCAPES.get(n, "\\" + n))
@@ -129,13 +136,34 @@ def decode_string(raw: str) -> str:
     return "".join(out)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(text: str) -> str | None:
+    """The escape of the first lone surrogate in decoded text (it cannot be written as UTF-8,
+    so no plan or result could hold it), or None."""
+    m = _SURROGATE.search(text)
+    return f"\\u{ord(m.group()):04x}" if m else None
+
+
 # ---- tree -> AST -------------------------------------------------------------------------
 
 
-class _Build(Transformer):
+class _Build(Transformer_NonRecursive):
+    """Parse tree -> AST.  Not recursive, so nesting depth cannot exhaust the Python stack;
+    :func:`_too_deep` then bounds the depth the later phases see."""
+
     def __init__(self, file: str):
         super().__init__()
         self.file = file
+        self.problems: list[tuple[Span, str]] = []
+
+    def _str(self, tok: Token) -> ast.Str:
+        value = decode_string(str(tok))
+        bad = lone_surrogate(value)
+        if bad:
+            self.problems.append((self._tspan(tok), f"the escape {bad} is half of a surrogate pair and not a character"))
+        return ast.Str(value, str(tok), self._tspan(tok))
 
     def _span(self, meta) -> Span | None:
         if getattr(meta, "empty", True):
@@ -154,12 +182,12 @@ class _Build(Transformer):
     @v_args(meta=True)
     def import_stmt(self, meta, children):
         (tok,) = children
-        return ast.Import(ast.Str(decode_string(str(tok)), str(tok), self._tspan(tok)), self._span(meta))
+        return ast.Import(self._str(tok), self._span(meta))
 
     @v_args(meta=True)
     def decl(self, meta, children):
         kind, name, title, value, body = children
-        t = ast.Str(decode_string(str(title)), str(title), self._tspan(title)) if title is not None else None
+        t = self._str(title) if title is not None else None
         return ast.Decl(self._ident(kind), self._ident(name), t, value, body, self._span(meta))
 
     @v_args(meta=True)
@@ -174,7 +202,7 @@ class _Build(Transformer):
     @v_args(meta=True)
     def string(self, meta, children):
         (tok,) = children
-        return ast.Str(decode_string(str(tok)), str(tok), self._tspan(tok))
+        return self._str(tok)
 
     @v_args(meta=True)
     def number(self, meta, children):
@@ -217,7 +245,7 @@ class _Build(Transformer):
     def entry(self, meta, children):
         key, value = children
         quoted = key.type == "STRING"
-        text = decode_string(str(key)) if quoted else str(key)
+        text = self._str(key).value if quoted else str(key)
         return ast.Entry(ast.Ident(text, self._tspan(key)), value, quoted, self._span(meta))
 
     def _bin(op):
@@ -261,6 +289,15 @@ def parse(text: str, file: str = "<string>", diags: Diagnostics | None = None) -
     tree = None
     offset = 0  # the line the current attempt starts at (0-based)
     lines = text.split("\n")
+    # Before parsing, bounds the parser would spend long on for nothing.
+    deep = _brackets_too_deep(text, file)
+    if deep is not None:
+        diags.error("E001", f"syntax error: brackets nested more than {MAX_DEPTH} levels deep", deep)
+        return None
+    many = _too_many_tokens(text, file)
+    if many is not None:
+        diags.error("E001", f"syntax error: more than {MAX_TOKENS:,} tokens in one file", many, hint="split the spec into files joined with `import`")
+        return None
     while True:
         chunk = "\n" * offset + "\n".join(lines[offset:])
         try:
@@ -268,9 +305,6 @@ def parse(text: str, file: str = "<string>", diags: Diagnostics | None = None) -
             break
         except UnexpectedInput as e:
             _report(e, file, diags, errors, chunk)
-        except RecursionError:  # pathological nesting: still a diagnostic
-            diags.error("E001", "syntax error: input too deeply nested", Span.point(file, 1, 1))
-            return None
         # Panic mode: go on at the next line that starts a declaration, so one pass reports
         # the errors of every declaration, not just the first.
         err_line, err_col = errors[-1]
@@ -284,17 +318,78 @@ def parse(text: str, file: str = "<string>", diags: Diagnostics | None = None) -
         return None
     for tok in _comments(text):
         comments.append(ast.Comment(tok[2], Span(file, tok[0], tok[1], tok[0], tok[1] + len(tok[2]))))
+    build = _Build(file)
     try:
-        items = _Build(file).transform(tree)
-    except VisitError as e:  # lark wraps what a tree-building method raised
-        if not isinstance(e.orig_exc, RecursionError):
-            raise
+        items = build.transform(tree)
+    except (VisitError, RecursionError):  # pragma: no cover - the builder does not recurse
         diags.error("E001", "syntax error: input too deeply nested", Span.point(file, 1, 1))
         return None
-    except RecursionError:
-        diags.error("E001", "syntax error: input too deeply nested", Span.point(file, 1, 1))
+    for span, message in build.problems:
+        diags.error("E001", f"syntax error: {message}", span, hint="write the character itself, or both halves of the pair (\\ud83d\\ude00)")
+    deep = _too_deep(items)
+    if deep is not None:
+        diags.error("E001", f"syntax error: nested more than {MAX_DEPTH} levels deep", deep, hint="an operator chain counts one level per operator; use a list: [a, b, c]")
+    if build.problems or deep is not None:
         return None
     return ast.File(tuple(items), file, tuple(comments))
+
+
+MAX_DEPTH = 100
+"""How deeply values may nest (brackets, calls, blocks, operators); every later phase may
+then walk the AST recursively."""
+
+
+MAX_TOKENS = 100_000
+"""Parsing costs ~50 us a token on a slow machine: a file the size of a hundred example
+specs still parses in seconds, and a megabyte of `en, en, ...` is refused at once."""
+
+_TOKEN_SCAN = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[A-Za-z_0-9][\w.-]*|\S')
+
+
+def _too_many_tokens(text: str, file: str) -> Span | None:
+    if len(text) < MAX_TOKENS:
+        return None
+    for n, m in enumerate(_TOKEN_SCAN.finditer(text)):
+        if n == MAX_TOKENS:
+            line = text.count("\n", 0, m.start()) + 1
+            return Span.point(file, line, m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1)
+    return None
+
+
+def _brackets_too_deep(text: str, file: str) -> Span | None:
+    """The opening bracket that first goes past MAX_DEPTH, skipping strings and comments."""
+    depth = 0
+    for m in _BRACKET_SCAN.finditer(text):
+        tok = m.group()
+        if tok in _OPENERS:
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = text.count("\n", 0, m.start()) + 1
+                return Span.point(file, line, m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1)
+        elif tok in ")]}":
+            depth = max(0, depth - 1)
+    return None
+
+
+def _too_deep(items) -> Span | None:
+    """The span of the first node nested deeper than MAX_DEPTH, or None.  Iterative."""
+    import dataclasses
+
+    stack = [(item, 0, None) for item in reversed(items)]
+    while stack:
+        node, depth, where = stack.pop()
+        span = getattr(node, "span", None) or where
+        if depth > MAX_DEPTH:
+            return span
+        for f in dataclasses.fields(node):
+            if f.name == "span":
+                continue
+            value = getattr(node, f.name)
+            children = value if isinstance(value, tuple) else (value,)
+            for child in reversed(children):
+                if dataclasses.is_dataclass(child) and not isinstance(child, (ast.Ident, ast.Str, ast.Num, ast.Bool, Span)):
+                    stack.append((child, depth + 1, span))
+    return None
 
 
 _COMMENT_SCAN = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*')
@@ -330,18 +425,25 @@ _OPENERS = {"(": ")", "[": "]", "{": "}"}
 
 def _unclosed(text: str, line: int, col: int) -> tuple[str, int, int] | None:
     """The innermost bracket still open at (line, col), skipping strings and comments."""
-    stack: list[tuple[str, int, int]] = []
-    for m in re.finditer(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[()\[\]{}]', text):
-        ln = text.count("\n", 0, m.start()) + 1
-        cn = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
-        if (ln, cn) >= (line, col):
-            break
+    import bisect
+
+    line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+    limit = line_starts[line - 1] + col - 1 if line - 1 < len(line_starts) else len(text)
+    stack: list[int] = []
+    for m in _BRACKET_SCAN.finditer(text, 0, limit):
         tok = m.group()
         if tok in _OPENERS:
-            stack.append((tok, ln, cn))
-        elif tok in ")]}" and stack and _OPENERS[stack[-1][0]] == tok:
+            stack.append(m.start())
+        elif tok in ")]}" and stack and _OPENERS[text[stack[-1]]] == tok:
             stack.pop()
-    return stack[-1] if stack else None
+    if not stack:
+        return None
+    at = stack[-1]
+    ln = bisect.bisect_right(line_starts, at)
+    return text[at], ln, at - line_starts[ln - 1] + 1
+
+
+_BRACKET_SCAN = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[()\[\]{}]')
 
 
 def _report(e: UnexpectedInput, file: str, diags: Diagnostics, seen: list[tuple[int, int]], text: str = "") -> None:

@@ -13,8 +13,9 @@ import os
 from dataclasses import dataclass
 
 from .. import ast
-from ..diagnostics import Diagnostics, SourceCache
+from ..diagnostics import Diagnostics, SourceCache, Span
 from ..files import sha256_bytes
+from ..source import SourceError, read_source
 from ..syntax import parse
 from .context import display
 
@@ -33,6 +34,9 @@ def load_files(root: str, diags: Diagnostics, sources: SourceCache) -> list[Load
     order: list[LoadedFile] = []
 
     def visit(path: str, stack: list[str], via: ast.Import | None) -> None:
+        if "\0" in path:
+            diags.error("E010", "an import path cannot contain a NUL character", via.path.span if via else None)
+            return
         real = os.path.realpath(path)
         if real in stack:
             cycle = " -> ".join(display(p) for p in stack[stack.index(real):] + [real])
@@ -42,12 +46,14 @@ def load_files(root: str, diags: Diagnostics, sources: SourceCache) -> list[Load
             return
         shown = display(path)
         try:
-            with open(path, "rb") as f:
-                raw = f.read()
-        except OSError as e:
-            diags.error("E010", f"cannot read {shown}: {e.strerror}", via.path.span if via else None)
+            source = read_source(path)
+        except SourceError as e:
+            if e.line is not None:  # in the file's content: point at it
+                diags.error("E001", f"{shown}: {e.message}", Span.point(shown, e.line, e.col))
+            else:
+                diags.error("E010", f"cannot read {shown}: {e.message}", via.path.span if via else None)
             return
-        text = raw.decode("utf-8", errors="replace")
+        raw, text = source.raw, source.text
         sources.add(shown, text)
         tree = parse(text, shown, diags)
         if tree is None:
