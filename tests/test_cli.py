@@ -104,6 +104,26 @@ def test_diff_plan_against_spec_reports_no_change(project):
     run(["compile", "specs/demo.xls"], cwd=project, check=True)
     r = run(["diff", "build/demo.plan.json", "specs/demo.xls"], cwd=project)
     assert r.returncode == 0 and "no cell changes" in r.stdout
+    r = run(["diff", "--exit-code", "build/demo.plan.json", "specs/demo.xls"], cwd=project)
+    assert r.returncode == 0
+
+
+def test_diff_exit_code_and_a_change_at_the_end_of_a_long_template(project):
+    """The changed words are shown wherever they are in the template, and --exit-code says
+    the plans differ."""
+    run(["compile", "specs/demo.xls"], cwd=project, check=True)
+    spec = project / "specs" / "demo.xls"
+    text = spec.read_text(encoding="utf-8")
+    start = text.index('en = "', text.index("framing"))
+    end = text.index('"', start + 6)
+    old_template = text[start + 6 : end]
+    assert len(old_template) > 48
+    spec.write_text(text[:end] + " Be brief." + text[end:], encoding="utf-8")
+    r = run(["diff", "--exit-code", "build/demo.plan.json", "specs/demo.xls"], cwd=project)
+    assert r.returncode == 1, r.stderr
+    assert "{+ Be brief.+}" in r.stdout
+    r = run(["diff", "build/demo.plan.json", "specs/demo.xls"], cwd=project)
+    assert r.returncode == 0
 
 
 def test_diff_of_a_bad_file_is_a_diagnostic(tmp_path):

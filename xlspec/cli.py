@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("old", help="a spec (.xls) or a plan (.plan.json)")
     d.add_argument("new", help="a spec (.xls) or a plan (.plan.json)")
     d.add_argument("--format", choices=("text", "json"), default="text")
+    d.add_argument("--exit-code", action="store_true", help="exit 1 when the plans differ, 0 when they do not (as git diff --exit-code)")
 
     r = sub.add_parser("run", help="run compiled plans on Ray (every plan in build/ that is not complete)")
     r.add_argument("plans", nargs="*", help="plan files (default: build/*.plan.json)")
@@ -252,7 +253,7 @@ def cmd_diff(args) -> int:
         sides.append(result)
     d = diff_plans(sides[0].plan, sides[1].plan, sides[0].plan_path, sides[1].plan_path)
     print(render_diff_json(d) if args.format == "json" else render_diff_text(d, args.old, args.new), end="")
-    return EXIT_OK
+    return EXIT_FAIL if args.exit_code and d.differs else EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

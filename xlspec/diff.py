@@ -12,7 +12,9 @@ from, its requests cannot be rebuilt and the counts are the plan's estimates.
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from dataclasses import dataclass, field
 
 from .axes import CELL_AXIS_NAMES as AXIS_ORDER
@@ -43,6 +45,11 @@ class PlanDiff:
     """Distinct requests a re-run computes (None where they could not be rebuilt)."""
 
     @property
+    def differs(self) -> bool:
+        """Any difference at all: a cell added, removed or changed, or an input changed."""
+        return bool(self.added or self.removed or self.changed or self.header)
+
+    @property
     def exact(self) -> bool:
         return self.exact_requests is not None
 
@@ -67,7 +74,7 @@ def _reasons(old: Cell, new: Cell, old_plan: Plan, new_plan: Plan) -> list[str]:
     op, np_ = a["prompt"], b["prompt"]
     for k, label in (("template", "template text"), ("instruction", "instruction"), ("system", "system prompt"), ("variables", "prompt variables"), ("fewshot", "few-shot examples")):
         if op.get(k) != np_.get(k):
-            out.append(label + (f": {_short(op.get(k))} -> {_short(np_.get(k))}" if k in ("template", "instruction") else ""))
+            out.append(label + (f": {word_diff(op.get(k), np_.get(k))}" if k in ("template", "instruction") else ""))
     om, nm = a["model"], b["model"]
     for k in sorted(set(om) | set(nm)):
         if om.get(k) != nm.get(k):
@@ -90,6 +97,40 @@ def _reasons(old: Cell, new: Cell, old_plan: Plan, new_plan: Plan) -> list[str]:
     if old_plan.versions["render"] != new_plan.versions["render"]:
         out.append("prompt-rendering rules version")
     return out or ["cell content (no field-level difference found)"]
+
+
+_WORDS = re.compile(r"\s+|\w+|[^\w\s]", re.UNICODE)
+
+
+def word_diff(old, new, context: int = 6, width: int = 160) -> str:
+    """What changed between two texts, as ``git diff --word-diff=plain`` shows it: removed
+    words in ``[-...-]``, added ones in ``{+...+}``, with ``context`` tokens (words, spaces,
+    punctuation) around each change and ``...`` for what is left out; newlines as ``\\n``."""
+    if not isinstance(old, str) or not isinstance(new, str):
+        return f"{_short(old)} -> {_short(new)}"
+    a, b = _WORDS.findall(old), _WORDS.findall(new)
+    ops = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    parts = []
+    for n, (tag, i1, i2, j1, j2) in enumerate(ops):
+        if tag == "equal":
+            seg = a[i1:i2]
+            head = seg[:context] if n > 0 else []
+            tail = seg[-context:] if n < len(ops) - 1 else []
+            if len(head) + len(tail) < len(seg):
+                parts.append(_shown(head, width) + "..." + _shown(tail, width))
+            else:
+                parts.append(_shown(seg, width))
+            continue
+        if i2 > i1:
+            parts.append("[-" + _shown(a[i1:i2], width) + "-]")
+        if j2 > j1:
+            parts.append("{+" + _shown(b[j1:j2], width) + "+}")
+    return '"' + "".join(parts) + '"'
+
+
+def _shown(tokens: list[str], width: int) -> str:
+    text = json.dumps("".join(tokens), ensure_ascii=False)[1:-1]
+    return text if len(text) <= width else text[: width // 2] + "..." + text[-width // 2 :]
 
 
 def _short(v, n: int = 48) -> str:
