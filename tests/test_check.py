@@ -283,3 +283,55 @@ def test_vocabulary_imports_without_loading_registries():
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert "STATE False False []" in r.stdout, r.stdout + r.stderr
+
+
+# ---- messages a user can act on -----------------------------------------------------------
+
+
+def test_did_you_mean_only_for_near_names():
+    from xlspec.diagnostics import suggest
+
+    assert suggest("train", ["framing", "model", "language"]) is None
+    assert suggest("acuracy", ["accuracy", "agreement"]) == "accuracy"
+    assert suggest("langauge", ["language", "lang"]) == "language"
+    assert suggest("latency", ["latency_ms", "prompt_tokens"]) == "latency_ms"
+
+
+def test_unknown_study_setting_far_from_every_name_gets_the_list_not_a_guess(check):
+    result, text = check(HEAD + study().replace("  framing = plain", "  framing = plain\n  train = 3"))
+    assert "unknown study setting `train`" in text and "did you mean" not in text
+
+
+@pytest.mark.parametrize(
+    "answer, message",
+    [
+        ("generate(parser = [option_letter, regex])", "an answer kind has one parser, not a list"),
+        ('generate(parser = "option_letter")', "a parser is a name"),
+        ("options + options", "answer kind `options` is given twice"),
+        ("generate(option_letter)", "`generate` takes its arguments by name"),
+        ("loglik(normalize = 1)", "`loglik`'s `normalize` is true or false"),
+    ],
+)
+def test_answer_kind_mistakes_are_named(check, answer, message):
+    result, text = check(HEAD + study(answer=answer))
+    assert result.spec is None and message in text, text
+
+
+def test_two_parsers_are_two_answer_kinds(check):
+    result, text = check(HEAD + study(answer="generate(parser = option_letter) + generate(parser = last_option_letter)"))
+    assert result.spec is not None, text
+    assert [a.parser for a in result.spec.studies["main"].answers] == ["option_letter", "last_option_letter"]
+
+
+@pytest.mark.parametrize(
+    "block, message",
+    [
+        ("mode m { top_p = 0 }", "`top_p` is a number above 0 and at most 1"),
+        ("mode m { temperature = 3 }", "`temperature` is a number from 0 to 2"),
+        ('model m2 = hf("builtin:smollm2-135m-instruct") { dtype = "floaty" }', "`dtype` is one of auto, float32, bfloat16, float16"),
+        ('model m2 = hf("builtin:smollm2-135m-instruct") { batch_size = 0 }', "`batch_size` is a whole number >= 1"),
+    ],
+)
+def test_setting_errors_name_the_setting(check, block, message):
+    result, text = check(HEAD + block + "\n" + study())
+    assert result.spec is None and message in text, text

@@ -124,13 +124,50 @@ class CompileError(Exception):
 
 
 def suggest(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> str | None:
-    """The closest candidate, for ``did you mean``; case-insensitive, deterministic."""
+    """The closest candidate, for ``did you mean``; case-insensitive, deterministic.
+
+    A candidate must be similar (difflib ratio >= ``cutoff``) and near in edits: at most one
+    edit (insertion, deletion, substitution or swap of neighbours) per three characters of
+    the word, at least one, so `acuracy` finds `accuracy` but `train` does not find
+    `framing`."""
     pool = sorted(set(candidates))
     lowered = {c.lower(): c for c in pool}
-    if word.lower() in lowered and lowered[word.lower()] != word:
-        return lowered[word.lower()]
-    found = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=cutoff)
-    return lowered[found[0]] if found else None
+    w = word.lower()
+    if w in lowered and lowered[w] != word:
+        return lowered[w]
+    allowed = max(1, len(w) // 3)
+    close = [c for c in difflib.get_close_matches(w, list(lowered), n=5, cutoff=cutoff) if edit_distance(w, c) <= allowed or _part_of(w, c)]
+    if not close and len(w) >= 3:  # `latency` for `latency_ms`, `letters` for `option_letter`
+        close = sorted((c for c in lowered if _part_of(w, c)), key=lambda c: (len(c), c))[:1]
+    return lowered[close[0]] if close else None
+
+
+def _part_of(word: str, candidate: str) -> bool:
+    """One is the other's prefix, or a whole ``_``-separated part of it (plural `s` aside)."""
+    if len(word) < 3 or len(candidate) < 3:
+        return False
+    if candidate.startswith(word) or word.startswith(candidate):
+        return True
+    parts = set(candidate.split("_"))
+    return word in parts or word.rstrip("s") in parts
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and swaps of
+    adjacent characters each cost one."""
+    if abs(len(a) - len(b)) > 3:
+        return abs(len(a) - len(b))
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[len(b)]
 
 
 class SourceCache:

@@ -110,6 +110,8 @@ def _type_word(annotation: Any) -> str:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
         annotation = args[0]
     origin = typing.get_origin(annotation) or annotation
+    if origin is typing.Literal:
+        return "one of " + ", ".join(f"`{a}`" for a in typing.get_args(annotation))
     return {
         str: "string",
         bool: "`true` or `false`",
@@ -274,8 +276,8 @@ def _modes_and_framings() -> list[str]:
         summary = _summary(f.description or MODE_SUMMARIES.get(name), f"mode setting {name!r}")
         value = _type_word(f.annotation)
         if name in NUMBER_RANGES:
-            lo, hi = NUMBER_RANGES[name]
-            value = f"number from {lo:g} to {hi:g}"
+            lo, hi, above = NUMBER_RANGES[name]
+            value = f"number above {lo:g} and at most {hi:g}" if above else f"number from {lo:g} to {hi:g}"
         mode_rows.append([_c(name), value, _value(f.default), summary])
     framing_rows = []
     for name, f in FramingSpec.model_fields.items():

@@ -47,7 +47,7 @@ class ModelSpec(_Model):
     source: str = _setting(..., "builtin:smollm2-135m-instruct, a local model folder (relative to the spec) or a Hugging Face model id")
     revision: str | None = _setting(None, "a Hugging Face revision (branch, tag or commit)")
     chat: bool = _setting(True, "apply the model's chat template (false for base models: the prompt is sent as is)")
-    dtype: str = _setting("auto", "weights and activations: auto, float32, bfloat16, float16")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = _setting("auto", "weights and activations: auto, float32, bfloat16, float16")
     max_model_len: int | None = _setting(None, "the longest prompt + answer in tokens (default: the model's)")
     tensor_parallel: int = _setting(1, "GPUs per engine replica", identity=False)
     batch_size: int = _setting(64, "sequences per forward pass (hf engine)", identity=False)

@@ -37,7 +37,7 @@ def kinds_in_order() -> list[str]:
 
 def resolve_answers(s: ast.Setting | None, datasets: list[DatasetSpec], diags: Diagnostics) -> list[AnswerSpec]:
     if s is None:
-        has_options = any(OPTIONS_FIELD in d.fields for d in datasets)
+        has_options = all(OPTIONS_FIELD in d.fields for d in datasets)
         return [AnswerSpec(kind="options")] if has_options else [AnswerSpec(kind="generate", parser="text")]
     terms: list[ast.Expr] = []
 
@@ -62,6 +62,9 @@ def resolve_answers(s: ast.Setting | None, datasets: list[DatasetSpec], diags: D
             diags.error("E014", f"unknown answer kind `{name or '?'}`", span_of(t), hint=did_you_mean(name or "", kinds, f"answer kinds: {', '.join(kinds)}"))
             continue
         kw = {k.name.text: k.value for k in t.keywords} if isinstance(t, ast.Call) else {}
+        if isinstance(t, ast.Call) and t.positional:
+            named = ", ".join(f"{p.name} = ..." for p in kind.params) or "no arguments"
+            diags.error("E014", f"`{name}` takes its arguments by name", span_of(t.positional[0]), hint=f"write {name}({named})")
         values: dict[str, Any] = {}
         for p in kind.params:
             given = kw.pop(p.name, None)
@@ -71,6 +74,8 @@ def resolve_answers(s: ast.Setting | None, datasets: list[DatasetSpec], diags: D
                 else:
                     values["parser"] = _default_parser(datasets, has_options)
             elif p.kind == "bool":
+                if given is not None and not isinstance(given, ast.Bool):
+                    diags.error("E014", f"`{name}`'s `{p.name}` is true or false", span_of(given))
                 values[p.name] = bool(given.value) if isinstance(given, ast.Bool) else bool(p.default)
             else:  # pragma: no cover - a parameter kind the checker cannot read yet
                 raise TypeError(f"answer kind {name!r}: parameter {p.name!r} has an unknown kind {p.kind!r}")
@@ -78,7 +83,11 @@ def resolve_answers(s: ast.Setting | None, datasets: list[DatasetSpec], diags: D
             diags.error("E009", f"answer kind `{name}` needs the dataset to map `{OPTIONS_FIELD}`", span_of(t))
         for k, val in kw.items():
             diags.error("E014", f"`{name}` takes no argument `{k}`", span_of(val))
-        out.append(AnswerSpec(kind=name, **values))
+        spec = AnswerSpec(kind=name, **values)
+        if spec in out:
+            diags.error("E004", f"answer kind `{name}` is given twice with the same settings", span_of(t), hint="each answer kind is computed once per item; remove one")
+            continue
+        out.append(spec)
     return out
 
 
@@ -99,7 +108,12 @@ def _parser(p: ast.Expr, diags: Diagnostics) -> tuple[str | None, dict | None]:
     elif isinstance(p, ast.Call):
         name, call = p.func.text, p
     else:
-        name, call = None, None
+        names = PARSERS.names()
+        if isinstance(p, ast.ListExpr):
+            diags.error("E014", "an answer kind has one parser, not a list", span_of(p), hint="to read the same answers two ways, give two answer kinds: answer = generate(parser = a) + generate(parser = b)")
+        else:
+            diags.error("E014", "a parser is a name, or a name with arguments: parser = regex(\"...\")", span_of(p), hint=f"parsers: {', '.join(names)}")
+        return None, None
     info = PARSERS.get(name) if name else None
     if info is None:
         names = PARSERS.names()

@@ -21,6 +21,7 @@ __all__ = [
     "did_you_mean",
     "display",
     "expect_bool",
+    "expect_choice",
     "expect_int",
     "expect_ints",
     "expect_number",
@@ -74,10 +75,15 @@ def value_type(annotation: Any) -> Any:
     return args[0] if len(args) == 1 and typing.get_origin(annotation) in (typing.Union, type(int | None)) else annotation
 
 
-def expect_int(v: ast.Expr, minimum: int, diags: Diagnostics) -> int | None:
+def _named(what: str | None, message: str) -> str:
+    """"expected ..." as is, or "`top_p` is ..." when the setting is known."""
+    return f"`{what}` is {message}" if what else f"expected {message}"
+
+
+def expect_int(v: ast.Expr, minimum: int, diags: Diagnostics, what: str | None = None) -> int | None:
     if isinstance(v, ast.Num) and v.is_int and v.value >= minimum:
         return int(v.value)
-    diags.error("E014", f"expected a whole number >= {minimum}", span_of(v))
+    diags.error("E014", _named(what, f"a whole number >= {minimum}"), span_of(v))
     return None
 
 
@@ -85,28 +91,40 @@ def expect_ints(s: ast.Setting | None, minimum: int, diags: Diagnostics) -> list
     """A whole number or a list of them (the bad ones reported and left out)."""
     if s is None:
         return None
-    out = [expect_int(i, minimum, diags) for i in items_of(s.value)]
+    out = [expect_int(i, minimum, diags, s.key.text) for i in items_of(s.value)]
     return [i for i in out if i is not None]
 
 
-def expect_number(v: ast.Expr, lo: float, hi: float, diags: Diagnostics) -> float | None:
-    if isinstance(v, ast.Num) and lo <= v.value <= hi:
+def expect_number(v: ast.Expr, lo: float, hi: float, diags: Diagnostics, what: str | None = None, *, above: bool = False) -> float | None:
+    """A number in [lo, hi], or in (lo, hi] with ``above``."""
+    if isinstance(v, ast.Num) and (lo < v.value if above else lo <= v.value) and v.value <= hi:
         return v.value
-    diags.error("E014", f"expected a number from {lo:g} to {hi:g}", span_of(v))
+    shown = f"above {lo:g} and at most {hi:g}" if above else f"from {lo:g} to {hi:g}"
+    diags.error("E014", _named(what, f"a number {shown}"), span_of(v))
     return None
 
 
-def expect_bool(v: ast.Expr, diags: Diagnostics) -> bool | None:
+def expect_bool(v: ast.Expr, diags: Diagnostics, what: str | None = None) -> bool | None:
     if isinstance(v, ast.Bool):
         return v.value
-    diags.error("E014", "expected true or false", span_of(v))
+    diags.error("E014", _named(what, "true or false"), span_of(v))
     return None
 
 
-def expect_str(v: ast.Expr, diags: Diagnostics) -> str | None:
+def expect_str(v: ast.Expr, diags: Diagnostics, what: str | None = None) -> str | None:
     if isinstance(v, ast.Str):
         return v.value
-    diags.error("E014", "expected a string", span_of(v))
+    diags.error("E014", _named(what, "a string"), span_of(v))
+    return None
+
+
+def expect_choice(v: ast.Expr, choices: tuple[str, ...], diags: Diagnostics, what: str | None = None) -> str | None:
+    """One of ``choices``, written as a string or a name."""
+    text = v.value if isinstance(v, ast.Str) else v.parts[0].text if isinstance(v, ast.Ref) and v.is_name else None
+    if text in choices:
+        return text
+    shown = ", ".join(choices)
+    diags.error("E014", _named(what, f"one of {shown}"), span_of(v), hint=did_you_mean(text or "", choices, None) if text else None)
     return None
 
 

@@ -27,8 +27,9 @@ from .vocabulary import OPTION_PLACEHOLDERS, OPTIONS_FIELD, TEMPLATE_VARIABLES
 MODE_SETTINGS: tuple[str, ...] = tuple(ModeSpec.model_fields)
 """What a mode's block may set: every field of :class:`~xlspec.spec.ModeSpec`."""
 
-NUMBER_RANGES: dict[str, tuple[float, float]] = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}
-"""The range of each number-valued mode setting (others: any number >= 0)."""
+NUMBER_RANGES: dict[str, tuple[float, float, bool]] = {"temperature": (0.0, 2.0, False), "top_p": (0.0, 1.0, True)}
+"""The range of each number-valued mode setting, and whether it excludes the low end (others:
+any number >= 0).  ``top_p = 0`` would sample from nothing."""
 
 
 def resolve_framings(decls: Declarations, diags: Diagnostics) -> dict[str, FramingSpec]:
@@ -83,10 +84,10 @@ def resolve_modes(decls: Declarations, diags: Diagnostics) -> dict[str, ModeSpec
             if kind is dict:  # per language (the instruction)
                 vals[key] = per_language_text(s.value, key, decls, diags)
             elif kind is int:
-                vals[key] = expect_int(s.value, 1, diags)
+                vals[key] = expect_int(s.value, 1, diags, key)
             elif kind is float:
-                lo, hi = NUMBER_RANGES.get(key, (0.0, math.inf))
-                vals[key] = expect_number(s.value, lo, hi, diags)
+                lo, hi, above = NUMBER_RANGES.get(key, (0.0, math.inf, False))
+                vals[key] = expect_number(s.value, lo, hi, diags, key, above=above)
             else:  # pragma: no cover - a ModeSpec field of a type the checker cannot read yet
                 raise TypeError(f"mode setting {key!r}: no reader for {fields[key].annotation!r}")
         out[name] = ModeSpec(**{k: v for k, v in vals.items() if v is not None})

@@ -8,21 +8,23 @@ the type of each value are :class:`~xlspec.spec.ModelSpec`'s fields
 
 from __future__ import annotations
 
+import typing
+
 from typing import Any
 
 from .. import ast
 from ..diagnostics import Diagnostics
 from ..spec import ModelSpec
-from .context import did_you_mean, expect_bool, expect_int, expect_str, span_of, value_type
+from .context import did_you_mean, expect_bool, expect_choice, expect_int, expect_str, span_of, value_type
 from .declarations import Declarations
 
 MODEL_SETTINGS: tuple[str, ...] = tuple(ModelSpec.settings())
 """What a model's block may set."""
 
 _READERS = {
-    bool: lambda v, diags: expect_bool(v, diags),
-    str: lambda v, diags: expect_str(v, diags),
-    int: lambda v, diags: expect_int(v, 1, diags),
+    bool: lambda v, diags, what: expect_bool(v, diags, what),
+    str: lambda v, diags, what: expect_str(v, diags, what),
+    int: lambda v, diags, what: expect_int(v, 1, diags, what),
 }
 """How a setting's value is read, by the type of its ModelSpec field."""
 
@@ -49,7 +51,11 @@ def resolve_models(decls: Declarations, diags: Diagnostics) -> dict[str, ModelSp
             if key not in settings:
                 diags.error("E014", f"unknown model setting `{key}`", s.key.span, hint=did_you_mean(key, MODEL_SETTINGS, f"a model takes: {', '.join(sorted(MODEL_SETTINGS))}"))
                 continue
-            vals[key] = _READERS[value_type(settings[key].annotation)](s.value, diags)
+            vtype = value_type(settings[key].annotation)
+            if typing.get_origin(vtype) is typing.Literal:
+                vals[key] = expect_choice(s.value, typing.get_args(vtype), diags, key)
+            else:
+                vals[key] = _READERS[vtype](s.value, diags, key)
         source = v.args[0].value
         if source.startswith("builtin:") and source not in builtins:
             hint = f"the embedded model is {builtins[0]}" if len(builtins) == 1 else f"embedded models: {', '.join(builtins)}"
