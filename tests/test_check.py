@@ -335,3 +335,24 @@ def test_two_parsers_are_two_answer_kinds(check):
 def test_setting_errors_name_the_setting(check, block, message):
     result, text = check(HEAD + block + "\n" + study())
     assert result.spec is None and message in text, text
+
+
+@pytest.mark.parametrize(
+    "language, metrics, message",
+    [
+        ("[en]", "[parity_gap(accuracy)]", "`parity_gap` compares languages, and this study has one: en"),
+        ("[en]", "[consistency(over = language)]", "`consistency` compares languages, and this study has one: en"),
+        ("[en, fr]", "[rank_stability(accuracy, language = en - fr)]", "`rank_stability` compares models, and this study has one: smol"),
+        ("[en, fr]", "[delta(accuracy, language = fr - fr)]", "`delta` compares `fr` with itself"),
+    ],
+)
+def test_a_comparison_needs_two_things_to_compare(check, language, metrics, message):
+    result, text = check(HEAD + study(language=language, metrics=metrics))
+    assert result.spec is None and message in text, text
+
+
+def test_a_missing_data_file_is_the_one_error(check):
+    """Not also `accuracy needs gold answers`: the mapping says gold is there."""
+    result, text = check(HEAD.replace("qa.jsonl", "missing.jsonl") + study(metrics="[accuracy]"))
+    assert result.spec is None
+    assert "missing.jsonl" in text and "needs" not in text, text

@@ -41,7 +41,9 @@ def provided_needs(answers: list[AnswerSpec], datasets: list[DatasetSpec]) -> se
     if any(a.parser and not can_refuse(a.parser) for a in answers):
         provides.discard("parsed")
     for need, has in DATASET_PROVIDES.items():
-        if datasets and all(has(d) for d in datasets):
+        # No dataset could be read (reported where it is declared): what the data provides is
+        # unknown, so nothing is reported as missing from it.
+        if not datasets or all(has(d) for d in datasets):
             provides.add(need)
     return provides
 
@@ -144,6 +146,13 @@ def _metric(e: ast.Expr, provides: set[str], axes: set[str], values: dict[str, l
             ok = False
         elif p.name not in args and p.default is not None:
             args[p.name] = p.default
+    if ok:
+        for axis in info.folds(args):
+            have = values.get(axis)
+            if have is not None and len(have) == 1:  # none: reported where the axis is set
+                many = "countries" if axis == "country" else f"{axis}s"
+                diags.error("E008", f"`{name}` compares {many}, and this study has one: {have[0]}", name_span, hint=f"give the study two or more {many}, or drop the metric")
+                ok = False
     missing = sorted(_needs(info, args) - provides)
     if missing and ok:
         diags.error(
@@ -188,6 +197,9 @@ def _argument(metric: str, p: Param, val: Any, axes: set[str], values: dict[str,
                 diags.error("E008", f"`{text}` is not a value of axis `{axis}` in this study", span_of(side), hint=did_you_mean(text, known, f"values: {', '.join(known)}"))
                 return None
             sides.append(text)
+        if sides[0] == sides[1]:
+            diags.error("E008", f"`{metric}` compares `{sides[0]}` with itself", span_of(kw.value), hint=f"the two sides of `{axis} = a - b` are two different values")
+            return None
         return {"axis": axis, "a": sides[0], "b": sides[1]}
     if p.kind == "axis":
         if isinstance(val, ast.Ref) and val.is_name and val.parts[0].text in axes:
