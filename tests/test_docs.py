@@ -310,8 +310,8 @@ def test_parser_examples_read_what_the_guide_says(project):
         assert parse("I cannot tell.", labels) is None, study
 
 
-DIAGNOSTIC_CASES = re.findall(r"^## (E\d+): .*?\n```xls\n(.*?)^```\n\n```text\n(.*?)^```", read(os.path.join(DOCS, "diagnostics.md")), re.M | re.S)
-HEADLINE = re.compile(r"^\S+:\d+:\d+: (?:error|warning)\[E\d+\]: .*$", re.M)
+DIAGNOSTIC_CASES = re.findall(r"^## ([EW]\d+): .*?\n```xls\n(.*?)^```\n\n```text\n(.*?)^```", read(os.path.join(DOCS, "diagnostics.md")), re.M | re.S)
+HEADLINE = re.compile(r"^\S+:\d+:\d+: (?:error|warning)\[[EW]\d+\]: .*$", re.M)
 
 
 def test_every_code_has_an_example(names):

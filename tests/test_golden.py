@@ -25,7 +25,7 @@ PLAN_CASES = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(PLA
 # Every error kind the checker reports has a golden file.
 REQUIRED_CODES = set(CODES)
 # `file:line:col: error[E014]: message` (or `error[E014]: message` without a location).
-_GOLDEN_LINE = re.compile(r"^(?:(?P<file>[^\s:]+):(?P<line>\d+):(?P<col>\d+): )?(?:error|warning)\[(?P<code>E\d{3})\]: (?P<message>.*)$", re.M)
+_GOLDEN_LINE = re.compile(r"^(?:(?P<file>[^\s:]+):(?P<line>\d+):(?P<col>\d+): )?(?:error|warning)\[(?P<code>[EW]\d{3})\]: (?P<message>.*)$", re.M)
 
 
 @pytest.mark.parametrize("case", DIAG_CASES)

@@ -48,13 +48,14 @@ class Compilation:
         return self._plan
 
 
-def compile_file(path: str, out_dir: str = "build") -> Compilation:
+def compile_file(path: str, out_dir: str = "build", *, allow_outside_data: bool = False) -> Compilation:
     """Check and expand one spec.  ``out_dir`` is where the plan will be written: the plan
-    records the spec's path relative to it."""
+    records the spec's path relative to it.  ``allow_outside_data``: the spec may read data
+    files outside its folder (symbolic links resolved); by default that is error E019."""
     from .check import check_file
     from .expand import expand
 
-    result = check_file(path)
+    result = check_file(path, allow_outside_data=allow_outside_data)
     out = Compilation(path, result.diagnostics, result.sources, out_dir=out_dir)
     if result.spec is not None:
         out.data = expand(result.spec, result.records, os.path.abspath(out_dir))

@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--out-dir", default="build", help="where plans are written (default: build)")
     c.add_argument("--format", choices=("text", "json"), default="text", help="diagnostics as text or JSON")
     c.add_argument("--check", action="store_true", help="only check; write no plan")
+    c.add_argument("--allow-outside-data", action="store_true", help="let specs read data files outside their folder (refused by default: E019)")
 
     f = sub.add_parser("fmt", help="rewrite specs in the canonical layout (comments kept)")
     f.add_argument("files", nargs="*", help="spec files (default: specs/**/*.xls)")
@@ -170,7 +171,7 @@ def cmd_compile(args) -> int:
     seen: dict[str, str] = {}
     summaries = []
     for path in files:
-        result = compile_file(path, args.out_dir)
+        result = compile_file(path, args.out_dir, allow_outside_data=args.allow_outside_data)
         all_diags.extend(result.diagnostics)
         sources.texts.update(result.sources.texts)
         plan = result.data
@@ -196,7 +197,7 @@ def cmd_compile(args) -> int:
             print(
                 f"{verb} {out}: {t['cells']:,} cells, {t['requests']:,} requests "
                 f"(~{t['prompt_tokens']:,} prompt + {t['output_tokens']:,} output tokens), "
-                f"{len(t['languages'])} languages ({', '.join(t['languages'][:8])}{', ...' if len(t['languages']) > 8 else ''}), "
+                f"{len(t['languages'])} language{'s' if len(t['languages']) != 1 else ''} ({', '.join(t['languages'][:8])}{', ...' if len(t['languages']) > 8 else ''}), "
                 f"{len(t['models'])} model{'s' if len(t['models']) != 1 else ''} ({', '.join(t['models'])})"
             )
     return status

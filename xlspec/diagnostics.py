@@ -54,7 +54,7 @@ class Diagnostic:
         }
 
 
-# The error kinds the checker reports, with a stable code each (documented in docs/diagnostics.md).
+# The kinds of problem the checker reports (E: errors, W: warnings, which still give a plan), with a stable code each (documented in docs/diagnostics.md).
 CODES = {
     "E001": "syntax error",
     "E002": "unknown language code",
@@ -72,6 +72,10 @@ CODES = {
     "E014": "invalid setting",
     "E015": "bad data file",
     "E016": "empty cross product",
+    "E017": "language without items",
+    "E018": "subset or partition selects no item",
+    "E019": "file outside the spec's folder",
+    "W001": "unused group",
 }
 
 

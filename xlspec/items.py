@@ -4,6 +4,11 @@ Shared by the compiler (item counts and estimates) and the runtime (the requests
 select exactly the same items.  Works on the plan's dataset entry (a plain dict) and the
 records of :mod:`xlspec.data`.
 
+The rules the checker holds every record to live here too, so that what it accepts is what
+the runtime reads: :func:`option_values` (a list of option columns may end in empty ones,
+an item with fewer options), :func:`gold_problem` (gold is an option label or, with
+letters, a 0-based index), :func:`is_text` (what a template field may hold).
+
 Filters are JSON-able trees:
 ``["field", name]``, ``["const", value]``, ``[op, left, right]`` for ``== != < <= > >= in``
 ``not in and or``, and ``["not", x]``.
@@ -15,10 +20,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from .data import Record
+from .normalize import normalize_label
 from .prompt import format_options, option_labels
 
 # Mapping names with a meaning of their own; every other mapped name is a template field.
 SPECIAL_FIELDS = frozenset({"id", "gold", "targets", "human", "partition", "language"})
+
+LIST_FIELDS = frozenset({"options", "targets", "human"})
+"""The mapping names that may be a list of fields (``options = [option_a, option_b]``)."""
+
+MAX_LETTER_OPTIONS = 26
+"""``labels = letters`` names options A to Z."""
+
+
+def max_options(labels: str) -> int | None:
+    """How many options a label style can name (None: no limit)."""
+    return MAX_LETTER_OPTIONS if labels == "letters" else None
+
+
+def empty(value: Any) -> bool:
+    """A per-language value that does not count: the item does not exist in that language."""
+    return value is None or value == "" or value == []
 
 
 def evaluate(expr: Any, fields: dict) -> Any:
@@ -75,9 +97,27 @@ def available(record: Record, dataset: dict, language: str) -> bool:
     for mapping in fields.values():
         if mapping.get("index") == "lang":
             value = record.fields.get(mapping["source"])
-            if not isinstance(value, dict) or value.get(language) in (None, "", []):
+            if not isinstance(value, dict) or empty(value.get(language)):
                 return False
     return True
+
+
+def record_languages(record: Record, dataset: dict) -> set[str] | None:
+    """The languages an item exists in (:func:`available` for every language at once); None
+    where it exists in every language (a dataset with no language column and no ``[lang]``
+    field)."""
+    fields = dataset["fields"]
+    lang_col = fields.get("language")
+    if lang_col is not None:
+        value = record.fields.get(lang_col["source"])
+        return {value} if isinstance(value, str) else set()
+    langs: set[str] | None = None
+    for mapping in fields.values():
+        if mapping.get("index") == "lang":
+            value = record.fields.get(mapping["source"])
+            have = {k for k, v in value.items() if not empty(v)} if isinstance(value, dict) else set()
+            langs = have if langs is None else langs & have
+    return langs
 
 
 def select(records: list[Record], dataset: dict, language: str, partition: str | None, filters: list[Any], limit: int | None) -> list[Record]:
@@ -120,7 +160,7 @@ def view(record: Record, dataset: dict, language: str, country: str | None) -> I
             continue
         value = _resolve(record.fields, mapping, language, country)
         if name == "options":
-            opts = [str(v) for v in (value or []) if v is not None]
+            opts = [str(v) for v in option_values(value, mapping) if v is not None]
             labels = option_labels(len(opts), dataset.get("labels", "letters"))
             values["options"] = format_options(opts, labels)
             values["option_texts"] = "\n".join(opts)
@@ -144,12 +184,57 @@ def view(record: Record, dataset: dict, language: str, country: str | None) -> I
     return ItemView(item_id, values, labels, opts, gold, targets, human, record.line)
 
 
+def option_values(value: Any, mapping: dict) -> list:
+    """The options of an item, as the data holds them: a field holding a list, or a list of
+    fields (columns), whose trailing empty columns are no option (an item with fewer
+    options).  Not a list: no options (the checker reports it)."""
+    if isinstance(mapping["source"], list):
+        values = list(value) if isinstance(value, list) else []
+        while values and (values[-1] is None or values[-1] == ""):
+            values.pop()
+        return values
+    return value if isinstance(value, list) else []
+
+
 def _gold_label(gold: Any, labels: list[str]) -> str | None:
     if gold is None:
         return None
     text = str(gold).strip()
-    if labels and text not in labels and isinstance(gold, int) and not isinstance(gold, bool):
+    if labels and text not in labels and _is_index(gold):
         # A 0-based option index where labels are letters.
         if 0 <= gold < len(labels) and labels[0] == "A":
             return labels[gold]
     return text
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_text(value: Any) -> bool:
+    """A value a prompt can show as text: a string or a number (not a boolean, a list, an
+    object or null)."""
+    return isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def gold_problem(gold: Any, labels: list[str]) -> str | None:
+    """Why ``gold`` is not a gold answer for an item with these option labels (None when it
+    is one).  With options, gold is an option label (compared as ``accuracy`` compares
+    labels: case, width and digit script aside) or, where labels are letters, a 0-based
+    option index; without options it is the reference text."""
+    if gold is None:
+        return "is null"
+    if not is_text(gold):
+        return "is a boolean" if isinstance(gold, bool) else f"is a {'list' if isinstance(gold, list) else 'object'}, not one answer"
+    if not str(gold).strip():
+        return "is empty"
+    if not labels:
+        return None
+    if _is_index(gold) and labels[0] == "A" and 0 <= gold < len(labels):
+        return None
+    if normalize_label(gold) in {normalize_label(label) for label in labels}:
+        return None
+    span = f"{labels[0]}-{labels[-1]}" if len(labels) > 1 else labels[0]
+    if labels[0] == "A":
+        return f"is neither an option label ({span}) nor a 0-based option index (0-{len(labels) - 1})"
+    return f"is not an option label ({span})"

@@ -13,7 +13,8 @@ of what the earlier ones produced, run in the order the data needs:
 6. ``resolve_framings``, ``resolve_modes`` (framings.py), ``resolve_models`` (models.py),
    ``resolve_subsets`` (filters.py): the declarations a study names.
 7. ``resolve_studies`` (studies.py): each study against all of the above, with its
-   answers (answers.py) and metrics (metrics.py).
+   answers (answers.py), metrics (metrics.py) and coverage (coverage.py: every language,
+   partition value and subset has items in every dataset).
 8. ``resolve_reports`` (reports.py).
 
 All problems are collected in one pass through this sequence: a pass reports what it finds
@@ -55,7 +56,9 @@ class CheckResult:
     """Dataset name -> its records, read once here and reused by expansion."""
 
 
-def check_file(path: str) -> CheckResult:
+def check_file(path: str, *, allow_outside_data: bool = False) -> CheckResult:
+    """``allow_outside_data``: data files may resolve outside the root spec's folder (by
+    default such a path is E019 and the file is not read)."""
     diags = Diagnostics()
     sources = SourceCache()
     files = load_files(path, diags, sources)
@@ -65,7 +68,7 @@ def check_file(path: str) -> CheckResult:
     groups = resolve_groups(decls, diags)
     languages = resolve_language_sets(decls, groups, diags)
     countries = resolve_countries(decls, diags)
-    datasets, records = read_datasets(decls, diags)
+    datasets, records = read_datasets(decls, diags, allow_outside_data)
     scope = Scope(
         decls=decls,
         groups=groups,

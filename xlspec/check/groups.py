@@ -9,6 +9,8 @@ directly or through other groups (it would expand forever).
 
 from __future__ import annotations
 
+import dataclasses
+
 from .. import ast
 from ..diagnostics import Diagnostics
 from .context import span_of
@@ -28,7 +30,34 @@ def resolve_groups(decls: Declarations, diags: Diagnostics) -> dict[str, list[as
         diags.error("E013", f"group `{name}` is defined in terms of itself", decls["group"][name].name.span)
     for name in cyclic:
         del groups[name]
+    _warn_unused(decls, set(groups), diags)
     return groups
+
+
+def _warn_unused(decls: Declarations, well_formed: set[str], diags: Diagnostics) -> None:
+    """W001 for a well-formed group of the root file that nothing names (a library file's
+    groups are there for whichever spec imports it)."""
+    root = decls.root.tree.path
+    mine = {name: d for name, d in decls["group"].items() if name in well_formed and d.name.span is not None and d.name.span.file == root}
+    if not mine:
+        return
+    used: set[str] = set()
+    for kind in decls.by_kind.values():
+        for d in kind.values():
+            stack = [d.value, d.body]
+            while stack:
+                node = stack.pop()
+                if isinstance(node, ast.Ref):
+                    if node.parts[0].text != d.name.text or d.kind.text != "group":
+                        used.add(node.parts[0].text)
+                    continue
+                if isinstance(node, tuple):
+                    stack.extend(node)
+                elif dataclasses.is_dataclass(node) and not isinstance(node, (ast.Ident, ast.Str, ast.Num, ast.Bool)):
+                    stack.extend(getattr(node, f.name) for f in dataclasses.fields(node) if f.name != "span")
+    for name, d in mine.items():
+        if name not in used:
+            diags.warning("W001", f"group `{name}` is never used", d.name.span, hint="use it in a study or a language set, or remove it")
 
 
 def _reachable(start: str, groups: dict[str, list[ast.Ref]]) -> set[str]:

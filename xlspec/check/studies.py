@@ -20,6 +20,7 @@ from ..diagnostics import Diagnostics, Span
 from ..spec import AnswerSpec, DatasetSpec, FramingSpec, ModelSpec, ModeSpec, StudySpec
 from .answers import resolve_answers
 from .context import did_you_mean, expect_int, expect_ints, expect_strings, items_of, span_of
+from .coverage import check_coverage
 from .declarations import Declarations
 from .filters import check_filter_fields, lower_filter
 from .framings import check_templates, template_sources
@@ -159,6 +160,10 @@ def _study(d: ast.Decl, scope: Scope, diags: Diagnostics) -> StudySpec | None:
         (f"subset {s}", scope.subsets.get(s), scope.decls["subset"][s].value.span if s in scope.decls["subset"] else None) for s in (subsets or [])
     ]
     check_filter_fields(filters, datasets, scope.records, diags)
+    check_coverage(
+        d, settings, scope, datasets=datasets, languages=languages, countries=countries, partitions=partitions,
+        subsets=subsets, where=where, shots=shots, fewshot=fewshot, diags=diags,
+    )
     check_templates(
         d, settings["language"], framings, modes, all_langs, template_sources(data, countries is not None),
         scope.decls, scope.framings, scope.modes, diags,

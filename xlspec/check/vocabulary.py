@@ -68,6 +68,7 @@ STUDY_SETTINGS: dict[str, str] = {
     "metrics": "the metrics to compute, names or calls: accuracy, consistency(over = language)",
     "group_by": "the axes metrics are reported by (default: every axis of the study)",
     "limit": "at most this many items per cell (the first ones)",
+    "coverage": "`full` (the default): a language, country, partition value or subset without items in a dataset is an error; `partial`: a warning, and its cells stay empty",
 }
 """Study setting -> its summary."""
 

@@ -1,0 +1,204 @@
+"""Coverage: no silent empty cell.  A language of a study without items in one of its datasets,
+a partition value or subset that selects nothing, a `where` that empties a language, a country
+without values, a few-shot pool too small: each is a located error, or a warning where the
+study says `coverage = partial`.  The example specs keep compiling as they are.
+
+The golden file ``tests/fixtures/diagnostics/coverage_gaps.expected.txt`` shows them printed."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+
+import pytest
+
+from conftest import ROOT
+from xlspec.api import compile_file
+from xlspec.diagnostics import render_text
+
+SPECS = os.path.join(ROOT, "specs")
+
+
+@pytest.fixture
+def specs(tmp_path, in_dir):
+    """A copy of specs/ (with its data) as the working directory; ``edit(name, old, new, ...)``
+    rewrites a spec there and compiles it."""
+    shutil.copytree(SPECS, tmp_path / "specs")
+
+    def edit(name: str, *replacements: str):
+        path = tmp_path / "specs" / name
+        text = path.read_text(encoding="utf-8")
+        for old, new in zip(replacements[::2], replacements[1::2]):
+            assert old in text, old
+            text = text.replace(old, new)
+        path.write_text(text, encoding="utf-8")
+        with in_dir(tmp_path):
+            result = compile_file(os.path.join("specs", name), str(tmp_path / "build"))
+            result.text = render_text(result.diagnostics.sorted(), result.sources)
+        return result
+
+    return edit
+
+
+def diags_of(result, code: str, severity: str = "error"):
+    return [d for d in result.diagnostics.sorted() if d.code == code and d.severity == severity]
+
+
+def line_of(result, spec: str, pattern: str) -> int:
+    text = result.sources.texts[os.path.join("specs", spec)]
+    return next(i for i, line in enumerate(text.split("\n"), 1) if re.search(pattern, line))
+
+
+ITALIAN = (
+    "languages european = [en, fr, es, de]", "languages european = [en, fr, es, de, it]",
+    '  de = "{question}\\n{options}\\nAntworte mit dem Buchstaben der richtigen Antwort."',
+    '  de = "{question}\\n{options}\\nAntworte mit dem Buchstaben der richtigen Antwort."\n  it = "{question}\\n{options}\\nRispondi con la lettera."',
+    '  de = "Quizzeit! {question}\\n{options}\\nWelcher Buchstabe ist richtig?"',
+    '  de = "Quizzeit! {question}\\n{options}\\nWelcher Buchstabe ist richtig?"\n  it = "Quiz! {question}\\n{options}\\nQuale lettera?"',
+)
+
+
+# ---- languages -------------------------------------------------------------------------------
+
+
+def test_a_language_the_data_lacks_is_an_error_per_study(specs):
+    result = specs("demo.xls", *ITALIAN)
+    assert not result.ok
+    found = diags_of(result, "E017")
+    assert [d.message for d in found] == [
+        "dataset `facts` has no items in `it` (Italian), a language of study `quiz`",
+        "dataset `facts` has no items in `it` (Italian), a language of study `written`",
+    ], result.text
+    # At each study's language setting, with the dataset declaration as context.
+    for d in found:
+        assert d.span.file == os.path.join("specs", "demo.xls")
+        assert result.sources.line(d.span.file, d.span.line).strip() == "language = european"
+        assert d.context.line == line_of(result, "demo.xls", r"^dataset facts")
+        assert "coverage = partial" in d.hint
+        assert any("has items in de, en, es, fr" in n for n in d.notes)
+    assert {d.code for d in result.diagnostics} == {"E017"}
+
+
+def test_partial_coverage_is_an_explicit_opt_in(specs):
+    result = specs("demo.xls", *ITALIAN, "study quiz {\n", "study quiz {\n  coverage = partial\n", "study written {\n", "study written {\n  coverage = partial\n")
+    assert result.ok, result.text
+    warnings = diags_of(result, "E017", "warning")
+    assert len(warnings) == 2 and not result.diagnostics.has_errors()
+    assert "`it` (Italian)" in warnings[0].message and any("coverage = partial" in n for n in warnings[0].notes)
+    italian = [c for c in result.data["cells"] if c["axes"]["language"] == "it"]
+    assert italian and all(c["items"] == 0 for c in italian)
+    assert result.data["totals"]["languages"] == ["de", "en", "es", "fr", "it"]
+
+
+def test_partial_on_one_study_does_not_cover_the_other(specs):
+    result = specs("demo.xls", *ITALIAN, "study quiz {\n", "study quiz {\n  coverage = partial\n")
+    assert [d.severity for d in result.diagnostics.sorted()] == ["warning", "error"]
+
+
+@pytest.mark.parametrize("value, hint", [("partal", "did you mean `partial`?"), ("none", None), ('"partial"', None)])
+def test_coverage_takes_full_or_partial(specs, value, hint):
+    result = specs("demo.xls", "study quiz {\n", f"study quiz {{\n  coverage = {value}\n")
+    (d,) = diags_of(result, "E014")
+    assert "coverage is `full`" in d.message and d.hint == hint
+    assert (d.span.line, d.span.col) == (line_of(result, "demo.xls", "coverage ="), 14)
+
+
+def test_full_coverage_can_be_written(specs):
+    assert specs("demo.xls", "study quiz {\n", "study quiz {\n  coverage = full\n").ok
+
+
+def test_a_where_that_leaves_a_language_without_items(specs):
+    result = specs("multiloko.xls", "  fewshot = dev  # per-language pool: examples in the cell's language\n", '  fewshot = dev\n  where = lang != "de"\n')
+    assert not result.ok
+    (d,) = diags_of(result, "E017")
+    assert d.message == "`where` leaves dataset `test` no items in `de` (German), a language of study `main`"
+    assert result.sources.line(d.span.file, d.span.line).strip().startswith("where =")
+
+
+def test_a_subset_value_that_is_nowhere_lists_the_values(specs):
+    result = specs("global_mmlu.xls", 'subset stem = subject_category == "STEM"', 'subset stem = subject_category == "Science"')
+    (d,) = diags_of(result, "E018")
+    assert d.hint == "`subject_category` is never `Science` in the data; its values: Humanities, Other, STEM, Social Sciences"
+
+
+def test_a_where_that_selects_nothing(specs):
+    result = specs("demo.xls", "  mode = direct\n  answer = options\n", '  mode = direct\n  answer = options\n  where = category == "geografy"\n')
+    (d,) = diags_of(result, "E018")
+    assert d.message == "`where` selects no item of dataset `facts`"
+    assert d.hint.startswith("did you mean `geography`?")
+
+
+# ---- partition values and subsets ----------------------------------------------------------------
+
+
+def test_a_misspelt_partition_value_is_an_error_with_the_values_in_the_data(specs):
+    result = specs("multiloko.xls", "  partition = [local, human_translated, machine_translated]", "  partition = some_group")
+    (d,) = diags_of(result, "E018")
+    assert d.message == "partition value `some_group` matches no item of dataset `test`"
+    assert d.hint == "values of `partition` in the data: human_translated, local, machine_translated"
+    assert (d.span.line, d.span.col) == (line_of(result, "multiloko.xls", "partition = some_group"), 15)
+
+
+def test_a_near_miss_partition_value_gets_did_you_mean(specs):
+    result = specs("global_mmlu.xls", "  partition = [human, machine]", "  partition = [human, machin]")
+    (d,) = diags_of(result, "E018")
+    assert d.message == "partition value `machin` matches no item of dataset `gmmlu`" and d.hint == "did you mean `machine`?"
+
+
+def test_a_misspelt_partition_value_stays_an_error_under_partial_coverage(specs):
+    result = specs("global_mmlu.xls", "  partition = [human, machine]", "  partition = [human, machin]\n  coverage = partial")
+    assert len(diags_of(result, "E018")) == 1 and not result.ok
+
+
+def test_a_partition_value_outside_the_studys_languages(specs):
+    # `machine` rows are Dutch only: without nl the value selects nothing in this study.
+    result = specs("global_mmlu.xls", "  language = sample - [en]\n  framing = mcq\n  partition", "  language = sample - [en, nl]\n  framing = mcq\n  partition")
+    (d,) = diags_of(result, "E018")
+    assert d.message == "partition value `machine` has no item of dataset `gmmlu` in study `provenance`'s languages"
+    partial = specs("global_mmlu.xls", "  partition = [human, machine]", "  partition = [human, machine]\n  coverage = partial")
+    assert partial.ok and len(diags_of(partial, "E018", "warning")) == 1
+
+
+def test_a_subset_that_selects_nothing(specs):
+    result = specs("global_mmlu.xls", 'subset ca = cultural_sensitivity_label == "CA"', 'subset ca = cultural_sensitivity_label == "Ca "')
+    found = diags_of(result, "E018")
+    assert [d.message for d in found] == ["subset `ca` selects no item of dataset `gmmlu`"]
+    (d,) = found
+    assert d.hint == "did you mean `CA`? `cultural_sensitivity_label` is never `Ca ` in the data"
+    assert result.sources.line(d.span.file, d.span.line).strip() == "subset = [cs, ca]"
+    assert any("subset `ca` declared at" in n for n in d.notes)
+
+
+def test_ids_repeated_across_partitions_meet_in_one_cell_without_a_partition_axis(specs):
+    result = specs("multiloko.xls", "  partition = [local, human_translated, machine_translated]\n", "")
+    found = diags_of(result, "E015")
+    assert len(found) == 1, result.text
+    assert re.match(r"item id `[^`]+` is on line \d+ and line \d+ of data/multiloko_test.jsonl \(partitions `\w+` and `\w+`\), which study `main` asks in one cell \(\w+\): it has no `partition` axis", found[0].message), found[0].message
+
+
+# ---- countries and few-shot pools -------------------------------------------------------------
+
+
+def test_a_country_without_values(specs):
+    result = specs("mena_values.xls", "  TR: tr,  # Turkey\n", "  TR: tr,  # Turkey\n  LB: ar,  # Lebanon\n")
+    (d,) = diags_of(result, "E017")
+    assert d.message == "dataset `survey` has no `human[country]` values for LB, a country of study `main`"
+    assert result.sources.line(d.span.file, d.span.line).strip().startswith("country = mena")
+
+
+def test_a_few_shot_pool_smaller_than_shots(specs):
+    result = specs("multiloko.xls", "  shots = 5\n", "  shots = 6\n")
+    (d,) = diags_of(result, "E017")
+    assert d.message.startswith("few-shot pool `dev` has fewer than 6 examples in de (5), en (5)")
+    assert result.sources.line(d.span.file, d.span.line).strip().startswith("fewshot = dev")
+
+
+# ---- the example specs --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(os.path.basename(p) for p in glob.glob(os.path.join(SPECS, "*.xls")) if os.path.basename(p) != "common.xls"))
+def test_the_example_specs_compile_without_warnings(specs, name):
+    result = specs(name)
+    assert result.ok and len(result.diagnostics) == 0, result.text
