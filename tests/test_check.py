@@ -356,3 +356,16 @@ def test_a_missing_data_file_is_the_one_error(check):
     result, text = check(HEAD.replace("qa.jsonl", "missing.jsonl") + study(metrics="[accuracy]"))
     assert result.spec is None
     assert "missing.jsonl" in text and "needs" not in text, text
+
+
+def test_an_undefined_dataset_is_the_one_error_of_its_study(check):
+    """Not also every placeholder of the framing, which a study with data would fill."""
+    result, text = check(HEAD + study().replace("dataset = qa", "dataset = qaa"))
+    assert [e[0] for e in errors(result)] == ["E003"], text
+
+
+def test_a_framing_error_found_for_two_studies_is_reported_once(check):
+    spec = HEAD.replace('en = "{question}', 'en = "{qestion}') + study() + study().replace("study main", "study second")
+    result, text = check(spec)
+    (e006,) = [d for d in result.diagnostics if d.code == "E006"]
+    assert e006.notes == ["as used by study `main`", "as used by study `second`"], text

@@ -94,6 +94,20 @@ class Diagnostics:
     def warning(self, code: str, message: str, span: Span | None, *, hint: str | None = None) -> None:
         self.items.append(Diagnostic(code, message, span, "warning", hint))
 
+    def merge_duplicates(self) -> None:
+        """One diagnostic for each problem found more than once (a framing's placeholder
+        checked for each study that uses it): the first, with the notes of all."""
+        first: dict[tuple, Diagnostic] = {}
+        kept: list[Diagnostic] = []
+        for d in self.items:
+            key = (d.severity, d.code, d.message, d.span, d.hint, d.context)
+            if key in first:
+                first[key].notes.extend(n for n in d.notes if n not in first[key].notes)
+                continue
+            first[key] = d
+            kept.append(d)
+        self.items = kept
+
     def extend(self, other: "Diagnostics") -> None:
         self.items.extend(other.items)
 

@@ -83,6 +83,7 @@ def check_file(path: str, *, allow_outside_data: bool = False) -> CheckResult:
     )
     studies = resolve_studies(scope, diags)
     reports = resolve_reports(decls, diags)
+    diags.merge_duplicates()
     spec = None
     if not diags.has_errors() and decls.experiment is not None:
         spec = _spec(files, decls, scope, studies, reports)

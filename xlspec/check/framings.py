@@ -114,14 +114,16 @@ def check_templates(
     framings: list[str],
     modes: list[str],
     used: list[str],
-    provided: set[str],
+    provided: set[str] | None,
     decls: Declarations,
     framing_specs: dict[str, FramingSpec],
     mode_specs: dict[str, ModeSpec],
     diags: Diagnostics,
 ) -> None:
     """Coverage of the study's languages ``used`` and the placeholders of the templates the
-    study uses."""
+    study uses (not checked where ``provided`` is None: the study's data could not be read,
+    so what its placeholders can name is unknown)."""
+    where_study = f"study `{study.name.text}`"
     for name in framings:
         f = framing_specs.get(name)
         fdecl = decls["framing"][name]
@@ -141,22 +143,26 @@ def check_templates(
             if lang not in used:
                 continue
             setting = next(s for s in fdecl.body.settings if s.key.text == lang)
-            check_placeholders(text, setting.value, provided, f"framing `{name}`", diags)
+            if provided is not None:
+                check_placeholders(text, setting.value, provided, f"framing `{name}`", diags, where_study)
     for name in modes:
         m = mode_specs.get(name)
         if m and m.instruction:
             mdecl = decls["mode"][name]
             setting = mdecl.body.get("instruction")
             for lang, text in sorted(m.instruction.items()):
-                if lang != "*" and lang not in used:
+                if lang != "*" and lang not in used or provided is None:
                     continue
-                check_placeholders(text, setting.value, provided, f"mode `{name}`", diags)
+                check_placeholders(text, setting.value, provided, f"mode `{name}`", diags, where_study)
             missing = [lang for lang in used if lang not in m.instruction and "*" not in m.instruction]
             if missing:
                 diags.error("E005", f"mode `{name}` has no instruction for {', '.join(missing)}", setting.key.span, notes=[f"study `{study.name.text}` uses {', '.join(used)}"])
 
 
-def check_placeholders(text: str, node: ast.Expr, provided: set[str], where_: str, diags: Diagnostics) -> None:
+def check_placeholders(text: str, node: ast.Expr, provided: set[str], where_: str, diags: Diagnostics, used_by: str | None = None) -> None:
+    """``used_by``: the study whose data the placeholders are checked against, as a note (the
+    same error found for several studies is reported once, with a note for each)."""
+    notes = [f"as used by {used_by}"] if used_by else []
     for ph, offset in placeholders(text):
         if ph in provided and is_valid_placeholder(ph):
             continue
@@ -164,6 +170,6 @@ def check_placeholders(text: str, node: ast.Expr, provided: set[str], where_: st
         if not is_valid_placeholder(ph):
             diags.error("E006", f"malformed placeholder `{{{ph}}}` in {where_}", span, hint="placeholders are {name}; write {{ and }} for literal braces")
         elif ph == "country":
-            diags.error("E006", f"placeholder `{{country}}` in {where_} needs a country axis", span, hint="set `country = <countries>` in the study")
+            diags.error("E006", f"placeholder `{{country}}` in {where_} needs a country axis", span, hint="set `country = <countries>` in the study", notes=notes)
         else:
-            diags.error("E006", f"placeholder `{{{ph}}}` in {where_} has no source", span, hint=did_you_mean(ph, provided, f"available: {', '.join(sorted(provided))}"))
+            diags.error("E006", f"placeholder `{{{ph}}}` in {where_} has no source", span, hint=did_you_mean(ph, provided, f"available: {', '.join(sorted(provided))}"), notes=notes)

@@ -121,7 +121,10 @@ def _study(d: ast.Decl, scope: Scope, diags: Diagnostics) -> StudySpec | None:
         return None
 
     models = _names(settings["model"].value, "model", "model", scope, diags)
+    errors_before = len(diags.errors)
     datasets = [n for n, _ in _names(settings["dataset"].value, "dataset", "dataset", scope, diags)]
+    # Every dataset named and read: only then can placeholders be checked against their fields.
+    data_known = len(diags.errors) == errors_before and all(n in scope.datasets for n in datasets)
     framings = [n for n, _ in _names(settings["framing"].value, "framing", "framing", scope, diags)]
     modes = [n for n, _ in _names(settings["mode"].value, "mode", "mode", scope, diags)] if "mode" in settings else []
     countries = _countries(settings["country"].value, scope, diags) if "country" in settings else None
@@ -165,7 +168,7 @@ def _study(d: ast.Decl, scope: Scope, diags: Diagnostics) -> StudySpec | None:
         subsets=subsets, where=where, shots=shots, fewshot=fewshot, diags=diags,
     )
     check_templates(
-        d, settings["language"], framings, modes, all_langs, template_sources(data, countries is not None),
+        d, settings["language"], framings, modes, all_langs, template_sources(data, countries is not None) if data_known else None,
         scope.decls, scope.framings, scope.modes, diags,
     )
 
