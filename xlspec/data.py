@@ -26,10 +26,9 @@ import io
 import json
 import os
 import re
-import stat
 from dataclasses import dataclass
 
-from .files import sha256_bytes
+from .files import FileReadError, read_regular_file, sha256_bytes
 
 FORMATS = ("jsonl", "csv")
 
@@ -78,42 +77,10 @@ def read_bytes(path: str, limit: int | None = None) -> bytes:
     never reads a device: the file is opened without blocking and checked (``fstat``) before
     a byte is read."""
     limit = max_data_bytes() if limit is None else limit
-    if "\0" in path:
-        raise DataFileError(path, "the path contains a NUL character")
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise DataFileError(path, "no such file") from None
-    except (OSError, ValueError) as e:
-        raise DataFileError(path, getattr(e, "strerror", None) or str(e)) from None
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise DataFileError(path, "is a folder, not a data file")
-        if not stat.S_ISREG(st.st_mode):
-            raise DataFileError(path, "is not a regular file (a device, pipe or socket); a data file must be a plain file")
-        if st.st_size > limit:
-            raise DataFileError(path, f"is {_size(st.st_size)}; a data file may be at most {_size(limit)} (XLSPEC_MAX_DATA_MB raises the limit)")
-        chunks, total = [], 0
-        while True:
-            block = os.read(fd, 1 << 20)
-            if not block:
-                break
-            chunks.append(block)
-            total += len(block)
-            if total > limit:  # it grew while being read
-                raise DataFileError(path, f"is over {_size(limit)}; a data file may be at most {_size(limit)} (XLSPEC_MAX_DATA_MB raises the limit)")
-        return b"".join(chunks)
-    except OSError as e:
-        if isinstance(e, DataFileError):
-            raise
-        raise DataFileError(path, e.strerror or str(e)) from None
-    finally:
-        os.close(fd)
-
-
-def _size(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MiB" if n >= 1024 * 1024 else f"{n:,} bytes"
+        return read_regular_file(path, limit, "data file", " (XLSPEC_MAX_DATA_MB raises the limit)")
+    except FileReadError as e:
+        raise DataFileError(path, e.message) from None
 
 
 def read_records(path: str, fmt: str) -> tuple[list[Record], str]:

@@ -200,11 +200,12 @@ class SourceCache:
     def line(self, file: str, line: int) -> str | None:
         text = self.texts.get(file)
         if text is None:
-            from .source import SourceError, decode_text, read_regular_file
+            from .files import FileReadError, read_regular_file
+            from .source import SourceError, decode_text
 
             try:
                 raw = read_regular_file(file, 64 * 1024 * 1024)
-            except SourceError:
+            except FileReadError:
                 return None
             try:
                 text = decode_text(raw)

@@ -1,4 +1,8 @@
-"""Files: one way to hash them and one way to write them.
+"""Files: one way to read them, one way to hash them and one way to write them.
+
+A file xlspec reads because a spec or the command line names it (a spec, a data file) is
+read by :func:`read_regular_file`: only a regular file, of bounded size, never blocking on a
+FIFO and never reading a device.
 
 Every file xlspec writes (plans, result tables, answer files, manifests, reports) goes to a
 temporary name in the same folder and is renamed into place, so a reader, or a run that
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import uuid
 from collections.abc import Callable
 
@@ -58,3 +63,55 @@ def atomic_write_text(path: str, text: str) -> None:
             f.write(text)
 
     atomic_write(path, write)
+
+
+class FileReadError(OSError):
+    """A file that cannot be read: ``message`` says why, in words for a user."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = self.strerror = message
+
+
+def size_text(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MiB" if n >= 1024 * 1024 else f"{n:,} bytes"
+
+
+def read_regular_file(path: str, limit: int, what: str = "file", advice: str = "") -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; :class:`FileReadError`
+    otherwise.  The file is opened without blocking and checked (``fstat``) before a byte is
+    read.  ``what`` names the file in messages ("a data file"); ``advice`` follows the size
+    message."""
+    if "\0" in path:
+        raise FileReadError("the path contains a NUL character")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise FileReadError("no such file") from None
+    except (OSError, ValueError) as e:
+        raise FileReadError(getattr(e, "strerror", None) or str(e)) from None
+    too_big = f"; a {what} may be at most {size_text(limit)}{advice}"
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise FileReadError(f"is a folder, not a {what}")
+        if not stat.S_ISREG(st.st_mode):
+            raise FileReadError(f"is not a regular file (a device, pipe or socket); a {what} must be a plain file")
+        if st.st_size > limit:
+            raise FileReadError(f"is {size_text(st.st_size)}{too_big}")
+        chunks, total = [], 0
+        while True:
+            block = os.read(fd, 1 << 20)
+            if not block:
+                break
+            chunks.append(block)
+            total += len(block)
+            if total > limit:  # it grew while being read
+                raise FileReadError(f"is over {size_text(limit)}{too_big}")
+        return b"".join(chunks)
+    except FileReadError:
+        raise
+    except OSError as e:
+        raise FileReadError(e.strerror or str(e)) from None
+    finally:
+        os.close(fd)

@@ -13,9 +13,9 @@ accept exactly the same files.
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
+
+from .files import FileReadError, read_regular_file
 
 MAX_SPEC_BYTES = 2 * 1024 * 1024
 
@@ -35,45 +35,6 @@ class SourceError(Exception):
     def __init__(self, message: str, line: int | None = None, col: int | None = None):
         super().__init__(message)
         self.message, self.line, self.col = message, line, col
-
-
-def read_regular_file(path: str, limit: int, what: str = "file") -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes; SourceError otherwise (never
-    blocks on a FIFO, never reads a device)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except ValueError:
-        raise SourceError("the path contains a NUL character") from None
-    except FileNotFoundError:
-        raise SourceError("no such file") from None
-    except OSError as e:
-        raise SourceError(e.strerror or str(e)) from None
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise SourceError(f"is a folder, not a {what}")
-        if not stat.S_ISREG(st.st_mode):
-            raise SourceError(f"is not a regular file (a device, pipe or socket); a {what} must be a plain file")
-        if st.st_size > limit:
-            raise SourceError(f"is {_size(st.st_size)}; a {what} may be at most {_size(limit)}")
-        chunks, total = [], 0
-        while True:
-            block = os.read(fd, 1 << 20)
-            if not block:
-                break
-            chunks.append(block)
-            total += len(block)
-            if total > limit:  # it grew while being read
-                raise SourceError(f"is over {_size(limit)}; a {what} may be at most {_size(limit)}")
-        return b"".join(chunks)
-    except OSError as e:
-        raise SourceError(e.strerror or str(e)) from None
-    finally:
-        os.close(fd)
-
-
-def _size(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MiB" if n >= 1024 * 1024 else f"{n:,} bytes"
 
 
 def normalize_newlines(text: str) -> str:
@@ -98,5 +59,8 @@ def decode_text(raw: bytes) -> str:
 
 def read_source(path: str) -> Source:
     """A spec file's bytes and text; SourceError when it cannot be read as a spec."""
-    raw = read_regular_file(path, MAX_SPEC_BYTES, "spec file")
+    try:
+        raw = read_regular_file(path, MAX_SPEC_BYTES, "spec file")
+    except FileReadError as e:
+        raise SourceError(e.message) from None
     return Source(path, raw, decode_text(raw))
