@@ -207,3 +207,22 @@ def test_the_last_resort_handler_names_the_version(monkeypatch, capsys):
     assert cli.main(["compile"]) == cli.EXIT_INTERNAL
     err = capsys.readouterr().err
     assert "internal error" in err and __version__ in err and "Traceback" not in err
+
+
+def test_a_megabyte_language_string_is_not_looked_up(tmp_path, capsys):
+    """Found by the fuzzer: a 1 MB string as a language code took minutes in the language-name
+    lookup."""
+    spec = tmp_path / "long.xls"
+    spec.write_text('experiment x "t"\nlanguages extra = "' + "a" * 1_000_000 + '"\n', encoding="utf-8")
+    start = time.perf_counter()
+    status, diags = compile_json(spec, capsys)
+    assert time.perf_counter() - start < 5
+    assert status == 2 and any(d["code"] == "E002" and "1,000,000 characters" in d["message"] for d in diags)
+
+
+def test_a_study_naming_a_subset_declared_without_a_value(project, capsys):
+    """Found by the fuzzer: an AttributeError."""
+    text = demo_bytes().decode().replace("model smol =", "subset maths\nmodel smol =", 1).replace("  answer = options\n", "  answer = options\n  subset = maths\n", 1)
+    spec = write(project / "specs" / "sub.xls", text.encode())
+    status, diags = compile_json(spec, capsys)
+    assert status == 2 and any("`subset maths` needs a value" in d["message"] for d in diags)

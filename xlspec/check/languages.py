@@ -26,9 +26,17 @@ from .declarations import Declarations
 from .vocabulary import NATIVE
 
 
+MAX_CODE_LENGTH = 64
+"""Longer than any BCP-47 tag a dataset uses, or any language name."""
+
+
 def check_code(ident: ast.Ident, decls: Declarations, diags: Diagnostics) -> list[str] | None:
     """``[code]`` when ``ident`` is a valid language code; None after reporting why not."""
     code = ident.text
+    if len(code) > MAX_CODE_LENGTH:  # no code or language name is this long; do not look it up
+        shown = code[:20] + "..."
+        diags.error("E002", f"unknown language code `{shown}` ({len(code):,} characters)", ident.span, hint="use an ISO 639 / BCP-47 code such as en, ar, zh-Hant")
+        return None
     ok, hint = code_status(code)
     if ok:
         return [code]

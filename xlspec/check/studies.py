@@ -160,7 +160,7 @@ def _study(d: ast.Decl, scope: Scope, diags: Diagnostics) -> StudySpec | None:
         diags.error("E011", "`partition` needs each dataset to map a `partition` field", settings["partition"].key.span)
 
     filters = [("where", where, settings["where"].value.span if "where" in settings else None)] + [
-        (f"subset {s}", scope.subsets.get(s), scope.decls["subset"][s].value.span if s in scope.decls["subset"] else None) for s in (subsets or [])
+        (f"subset {s}", scope.subsets.get(s), span_of(scope.decls["subset"][s].value) if s in scope.decls["subset"] else None) for s in (subsets or [])
     ]
     check_filter_fields(filters, datasets, scope.records, diags)
     check_coverage(
