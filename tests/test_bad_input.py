@@ -226,3 +226,11 @@ def test_a_study_naming_a_subset_declared_without_a_value(project, capsys):
     spec = write(project / "specs" / "sub.xls", text.encode())
     status, diags = compile_json(spec, capsys)
     assert status == 2 and any("`subset maths` needs a value" in d["message"] for d in diags)
+
+
+def test_a_language_name_lookup_that_fails_inside_langcodes_is_an_unknown_code():
+    """Found by the fuzzer: a NUL in a language string made langcodes' name lookup raise
+    UnicodeDecodeError."""
+    from xlspec.languages import check_code
+
+    assert check_code.__wrapped__("\0fr")[0] is False

@@ -127,7 +127,7 @@ def check_code(code: str) -> tuple[bool, str | None]:
     try:
         found = langcodes.find(code.replace("_", " "))
         return False, langcodes.standardize_tag(found.to_tag())
-    except LookupError:
+    except (LookupError, ValueError):  # language_data's name trie can fail to decode odd input
         pass
     from .diagnostics import suggest
 
