@@ -46,6 +46,8 @@ def main() -> int:
     for kind in ("ok", "diagnostics", "exception", "hang", "bad-location", "bad-status", "fmt"):
         print(f"  {kind:<13} {tally.counts.get(kind, 0):>7,}")
     print(f"  slower than {args.slow_s:g} s: {tally.slow:,}; slowest {tally.slowest:.2f} s")
+    if tally.slow_labels:
+        print("  the slow ones by mutation: " + ", ".join(f"{k} {v}" for k, v in tally.slow_labels.most_common(6)))
     for i, label, seed, kind, detail, keep in tally.failures[:20]:
         print(f"\n#{i} {kind} ({label} of {seed}) kept as {keep}\n{detail}")
     if tally.failures:

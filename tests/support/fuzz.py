@@ -52,6 +52,7 @@ class Tally:
     failures: list = field(default_factory=list)
     slowest: float = 0.0
     slow: int = 0
+    slow_labels: Counter = field(default_factory=Counter)
 
     @property
     def total(self) -> int:
@@ -443,6 +444,7 @@ def run(n: int, seed: int, workspace: str, limit_s: float = 10.0, slow_s: float 
         tally.slowest = max(tally.slowest, outcome.seconds)
         if outcome.seconds > slow_s:
             tally.slow += 1
+            tally.slow_labels[label] += 1
         if outcome.kind not in ("ok", "diagnostics"):
             keep = os.path.join(workspace, "failures", f"{i:05d}-{outcome.kind}.xls")
             os.makedirs(os.path.dirname(keep), exist_ok=True)
