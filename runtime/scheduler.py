@@ -1,24 +1,34 @@
 """Lowering a plan to Ray work and running it.
 
 Why Ray tasks and actors rather than Ray Data: the unit of resumability here is the engine
-batch (each batch's answers are stored as soon as they come back, so ``kill -9`` loses at
-most the batches in flight), requests are deduplicated against the store before anything is
+call (each call's answers are journaled as soon as they come back, so ``kill -9`` loses at
+most the calls in flight), requests are deduplicated against the store before anything is
 scheduled, and models must run one after another so each loads once.  Long-lived actors
-holding one engine each, fed by the driver with a bounded number of batches in flight, give
-that control directly; a Ray Data pipeline would hide the batch boundaries we persist on.
+holding one engine each, fed by the driver with a bounded number of calls in flight, give
+that control directly; a Ray Data pipeline would hide the boundaries we persist on.
 
 The graph: for each model (model-major), one engine actor per GPU group (``tensor_parallel``
-GPUs each; one CPU actor when Ray sees no GPU), batches of requests sorted by answer kind and
-prompt text (so prompts sharing a prefix reach vLLM together and its prefix cache hits),
-round-robin over the actors.  Engine batches are pure functions of their input, so Ray
-retries them on actor failure (``max_task_retries``).
+GPUs each; one CPU actor when Ray sees no GPU), requests sorted by answer kind and prompt
+text (so prompts sharing a prefix reach vLLM together and its prefix cache hits), cut into
+batches (``EngineInfo.chunk``: one answer file each) and engine calls (``EngineInfo.part``:
+the ``hf`` engine's ``batch_size``, a whole batch for vLLM), each call sent to the actor with
+the fewest in flight.  Engine calls are pure functions of their input, so Ray retries them
+on actor failure (``max_task_retries``).
+
+Ctrl-C (SIGINT) asks the run to stop: the driver polls Ray with a short timeout, so it
+notices within a second, stops sending work, keeps every answer that came back (the journal
+is sealed, finished cells are written, ``results.parquet`` and the manifest say what is
+done) and returns; a second Ctrl-C quits at once (everything stored is already on disk).
+The handler only sets a flag, so no ``KeyboardInterrupt`` is ever raised inside Ray.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -30,14 +40,21 @@ from xlspec.axes import CELL_AXIS_NAMES
 from xlspec.lower import CellRequest, DataCache, EngineRequest, cell_requests
 from xlspec.parsers.base import build as build_parser
 from xlspec.parsers.base import can_refuse
-from xlspec.plan import Cell, Plan
+from xlspec.plan import Cell, Plan, PlanError
+from xlspec.prompt import RENDER_VERSION
 
 from .engines.base import ENGINES, EngineConfig, EngineInfo, EngineResult
-from .store import AnswerStore, RunDir
+from .store import AnswerStore, Journal, RunDir
 
 IN_FLIGHT = 2
-"""Batches queued per actor, so the next batch is ready when the engine finishes one."""
+"""Engine calls queued per actor, so the next call is ready when the engine finishes one."""
+POLL_S = 0.5
+"""How long the driver waits on Ray before it looks at Ctrl-C again."""
 FORWARDED_ENV = ("XLSPEC_", "HF_", "VLLM_", "TRANSFORMERS_", "OMP_", "PIP_")
+
+
+class RunError(Exception):
+    """A run that cannot start (Ray unreachable, a bad setting in the environment): one line."""
 
 
 class StalePlan(Exception):
@@ -56,14 +73,41 @@ class ModelReport:
     computed: int = 0
     cached: int = 0
     errors: int = 0
+    stored: int = 0
+    """Answers computed without error and stored by this run."""
+    prompt_tokens: int = 0
     output_tokens: int = 0
+    generated: int = 0
+    """Computed requests that generate text (the others score options: no output tokens)."""
     infer_seconds: float = 0.0
     load_seconds: float | None = None
     failure: str | None = None
 
+    def _rate(self, n: int) -> float:
+        return n / self.infer_seconds if self.infer_seconds > 0 else 0.0
+
+    @property
+    def requests_per_second(self) -> float:
+        return self._rate(self.computed)
+
+    @property
+    def prompt_tokens_per_second(self) -> float:
+        return self._rate(self.prompt_tokens)
+
     @property
     def tokens_per_second(self) -> float:
-        return self.output_tokens / self.infer_seconds if self.infer_seconds > 0 else 0.0
+        """Output tokens per second (0 for a model that only scored options)."""
+        return self._rate(self.output_tokens)
+
+    def speed(self) -> str:
+        """``2.1 requests/s, 310 prompt tok/s, 9 output tok/s`` (output only where some
+        request generated text); empty when nothing was computed."""
+        if not self.computed or self.infer_seconds <= 0:
+            return ""
+        text = f"{self.requests_per_second:,.1f} requests/s, {self.prompt_tokens_per_second:,.0f} prompt tok/s"
+        if self.generated:
+            text += f", {self.tokens_per_second:,.0f} output tok/s"
+        return text
 
 
 @dataclass
@@ -75,6 +119,11 @@ class RunReport:
     ray_start_seconds: float = 0.0
     total_seconds: float = 0.0
     complete: bool = False
+    interrupted: bool = False
+    """Stopped by Ctrl-C: what was done is kept, a re-run resumes."""
+    stored: int = 0
+    """Answers this run stored (computed without error)."""
+    plan: Plan | None = None
 
 
 # ---- the engine actor ------------------------------------------------------------------
@@ -100,11 +149,40 @@ class EngineActor:
             self.load_error = f"{type(e).__name__}: {e}"
         self.load_seconds = time.perf_counter() - started
 
+        self._call: int | None = None
+        self._done = 0
+
     def ready(self) -> tuple[float, str | None]:
         return self.load_seconds, self.load_error
 
-    def run(self, batch: list[EngineRequest]) -> list[EngineResult]:
+    def run(self, batch: list[EngineRequest], call: int | None = None) -> list[EngineResult]:
+        """Answer one engine call; ``call`` names it in :meth:`progress`."""
+        self._call, self._done = call, 0
+        if hasattr(self.engine, "progress"):
+            self.engine.progress = self._advance
         return self.engine.run(batch)
+
+    def _advance(self, n: int) -> None:
+        self._done += n
+
+    def progress(self) -> tuple[int | None, int]:
+        """(the call being answered, how many of its requests are done so far).  Runs in a
+        concurrency group of its own (see :func:`_actor_class`), beside ``run``."""
+        return self._call, self._done
+
+
+def _actor_class(ray):
+    """:class:`EngineActor` as a Ray actor class whose ``progress`` answers while ``run`` is
+    busy: ``run`` keeps the default group (one call at a time), ``progress`` a group of its
+    own."""
+
+    class _EngineActor(EngineActor):
+        @ray.method(concurrency_group="progress")
+        def progress(self) -> tuple[int | None, int]:
+            return super().progress()
+
+    _EngineActor.__name__ = _EngineActor.__qualname__ = "EngineActor"
+    return ray.remote(max_restarts=1, max_task_retries=1, concurrency_groups={"progress": 1})(_EngineActor)
 
 
 def engine_config(name: str, plan: Plan, engine_override: str | None, spec_dir: str = ".") -> EngineConfig:
@@ -120,7 +198,14 @@ def engine_config(name: str, plan: Plan, engine_override: str | None, spec_dir: 
         # A local model folder is written relative to the spec, like a dataset; engine
         # actors run in another working directory.
         source = os.path.normpath(os.path.join(spec_dir, source))
-    settings = json.loads(os.environ.get("XLSPEC_VLLM_ARGS", "{}")) if engine == "vllm" else {}
+    settings = {}
+    if engine == "vllm":
+        try:
+            settings = json.loads(os.environ.get("XLSPEC_VLLM_ARGS") or "{}")
+        except ValueError as e:
+            raise RunError(f"XLSPEC_VLLM_ARGS is not JSON: {e}") from None
+        if not isinstance(settings, dict):
+            raise RunError("XLSPEC_VLLM_ARGS must be a JSON object, such as {\"gpu_memory_utilization\": 0.6}")
     return EngineConfig(name=name, model=model.model_copy(update={"engine": engine, "source": source}), settings=settings)
 
 
@@ -178,29 +263,40 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
 
 
 class Progress:
-    """A bar per model on a terminal; plain lines otherwise (CI logs, files)."""
+    """A bar per model on a terminal; plain lines otherwise (CI logs, files), one every
+    ``every`` seconds while requests are being answered."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, every: float = 5.0):
         self.stream = stream or sys.stderr
+        self.every = every
         self.tty = self.stream.isatty() and os.environ.get("XLSPEC_PLAIN_PROGRESS") is None
         self.bar = None
         self.last_line = 0.0
+        self.total = self.shown = 0
 
     def start(self, model: str, total: int, cells: int) -> None:
+        self.total, self.shown = total, 0
         if self.tty:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=f"{model}", unit="req", file=self.stream, dynamic_ncols=True)
         else:
-            self.line(f"[{model}] {cells} cells, {total} requests to compute")
-
-    def advance(self, model: str, n: int, cells_done: int, cells: int, tok_s: float) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-            self.bar.set_postfix_str(f"cells {cells_done}/{cells}, {tok_s:,.0f} tok/s")
-        elif time.monotonic() - self.last_line > 5:
             self.last_line = time.monotonic()
-            self.line(f"[{model}] cells {cells_done}/{cells}, {tok_s:,.0f} output tok/s")
+            self.line(f"[{model}] computing {total:,} requests")
+
+    def update(self, model: str, done: int, mr: "ModelReport") -> None:
+        """``done`` of the model's requests to compute are answered (counting those done
+        within the engine calls still running)."""
+        done = max(self.shown, min(done, self.total))
+        out = f", {mr.tokens_per_second:,.0f} output tok/s" if mr.generated else ""
+        if self.bar is not None:
+            self.bar.update(done - self.shown)
+            self.bar.set_postfix_str(f"cells {mr.cells_done}/{mr.cells}{out}")
+        elif (time.monotonic() - self.last_line >= self.every and done > self.shown) or (done == self.total and self.shown < self.total):
+            self.last_line = time.monotonic()
+            rate = done / mr.infer_seconds if mr.infer_seconds > 0 else 0.0
+            self.line(f"[{model}] {done:,}/{self.total:,} requests, cells {mr.cells_done}/{mr.cells}, {rate:,.1f} requests/s{out}")
+        self.shown = done
 
     def finish(self) -> None:
         if self.bar is not None:
@@ -208,7 +304,78 @@ class Progress:
             self.bar = None
 
     def line(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+
+# ---- Ctrl-C ------------------------------------------------------------------------------
+
+
+class StopRequest:
+    """SIGINT during a run.  The first asks the run to stop: the handler sets a flag, which
+    the driver reads between Ray waits of at most :data:`POLL_S` seconds, so no
+    ``KeyboardInterrupt`` lands inside Ray or a file write.  A second quits at once:
+    everything stored is on disk already (answer files and cells are renamed into place,
+    journals are appended one write at a time).  Installed only in the main thread, and only
+    where SIGINT has Python's default handler (a caller that ignores SIGINT keeps it so)."""
+
+    def __init__(self, stream=None):
+        self.requested = False
+        self.stream = stream
+        self._previous = None
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _say(self, text: str) -> None:
+        # os.write, not print: the handler may run while the main thread is inside a write
+        # to the same stream, and buffered streams refuse re-entrant writes.
+        fd = 2
+        try:
+            fd = (self.stream or sys.stderr).fileno()
+        except (AttributeError, OSError, ValueError):
+            pass
+        try:
+            os.write(fd, ("\n" + text + "\n").encode())
+        except OSError:
+            pass
+
+    def _handle(self, signum, frame) -> None:
+        if not self.requested:
+            self.requested = True
+            self._say("interrupted: stopping; every answer computed so far is kept (Ctrl-C again quits at once)")
+            return
+        self._say("interrupted again: quitting now; every answer already stored is kept")
+        _terminate_local_ray()
+        os._exit(130)
+
+
+def _terminate_local_ray() -> None:
+    """Stop the Ray processes this process started (a local cluster), waiting at most two
+    seconds: SIGTERM lets the raylet take its workers and agents down with it (given the
+    time to, before the GCS goes), which the abrupt exit that follows would not.  Best
+    effort, through Ray's node object (not a public API)."""
+    try:
+        node = sys.modules["ray"]._private.worker._global_node
+        processes = node.all_processes if node is not None else {}
+        order = sorted(processes, key=lambda kind: kind != "raylet")  # the raylet first
+        for kind in order:
+            for info in processes[kind]:
+                if info.process.poll() is None:
+                    info.process.terminate()
+                    if kind == "raylet":
+                        info.process.wait(timeout=2)
+    except Exception:  # noqa: BLE001 - exiting anyway
+        pass
 
 
 # ---- running a plan ----------------------------------------------------------------------
@@ -236,71 +403,91 @@ def _ray_init(address: str | None):
             log_to_driver=os.environ.get("XLSPEC_RAY_LOGS") == "1",
             runtime_env={"env_vars": env} if env else None,
         )
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(**kwargs)
+        try:
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                ray.init(**kwargs)
+        except Exception as e:  # noqa: BLE001 - Ray's own errors: unreachable address, ...
+            where = f"join the Ray cluster at {address}" if address else "start a local Ray cluster"
+            raise RunError(f"cannot {where}: {_cause(e)}") from None
     return ray, time.perf_counter() - started
+
+
+def shutdown_ray(timeout: float = 10.0, quiet: bool = False) -> bool:
+    """Disconnect from Ray (stopping the local cluster this process started) within
+    ``timeout`` seconds; False where Ray did not answer in time (the caller then exits
+    without waiting for it).  ``quiet`` (after Ctrl-C, with engine calls still in flight)
+    keeps Ray's own log lines about the calls it drops off the terminal."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return True
+    done = threading.Event()
+    saved = None
+    if quiet:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        except OSError:
+            saved = None
+
+    def stop() -> None:
+        try:
+            ray.shutdown()
+        except Exception:  # noqa: BLE001 - nothing left to save; exiting anyway
+            pass
+        done.set()
+
+    threading.Thread(target=stop, name="xlspec-ray-shutdown", daemon=True).start()
+    try:
+        return done.wait(timeout)
+    except KeyboardInterrupt:  # Ctrl-C while Ray stops: everything is written; stop waiting
+        return False
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def run_plan(plan_path: str, runs_dir: str = "runs", store_dir: str | None = None, limit: int | None = None,
              address: str | None = None, engine_override: str | None = None, progress: Progress | None = None) -> RunReport:
+    """Run one plan file.  Raises :class:`xlspec.plan.PlanError` for a file that is not a
+    whole, untampered plan of this version, :class:`StalePlan` when its spec or data changed,
+    :class:`RunError` when Ray cannot start; everything else a run meets (a model that does
+    not load, failed requests, Ctrl-C, a damaged cell file) is in the report."""
     t0 = time.perf_counter()
+    progress = progress or Progress()
     plan = planmod.load(plan_path)
+    try:
+        planmod.verify(plan)
+    except PlanError as e:
+        raise e.at(plan_path) from None
+    if plan.versions.get("render") != RENDER_VERSION:
+        raise PlanError(f"compiled for prompt-rendering rules {plan.versions.get('render')!r}, but this xlspec renders prompts by rules {RENDER_VERSION!r}; {planmod.RECOMPILE}", plan_path)
     changed = planmod.stale_inputs(plan, plan_path)
     if changed:
         raise StalePlan(plan_path, changed)
-    progress = progress or Progress()
-    run = RunDir(runs_dir, plan.experiment)
-    store = AnswerStore(store_dir or os.path.join(runs_dir, ".store"))
-    data = DataCache(plan, plan_path)
-    report = RunReport(plan.experiment, run.path)
-    answers = store.answers()
-
-    by_model: dict[str, list[Cell]] = defaultdict(list)
-    for cell in plan.cells:
-        by_model[cell.axes["model"]].append(cell)
-    ray = None
-    for model in sorted(by_model):
-        config = engine_config(model, plan, engine_override, data.spec_dir)
-        engine = config.model.engine
-        mr = ModelReport(model, engine, cells=len(by_model[model]))
-        report.models.append(mr)
-        todo: list[tuple[Cell, list[CellRequest]]] = []
-        for cell in by_model[model]:
-            if run.has_cell(cell.id, limit):
-                mr.cells_done += 1
-                continue
-            todo.append((cell, cell_requests(plan, cell, data, limit)))
-        pending: dict[str, EngineRequest] = {}
-        for _cell, reqs in todo:
-            for cr in reqs:
-                mr.requests += 1
-                if cr.request.request_id in answers:
-                    mr.cached += 1
-                else:
-                    pending.setdefault(cr.request.request_id, cr.request)
-        # Cells whose every request is already answered are written without an engine.
-        waiting = _write_ready_cells(plan, run, todo, answers, limit, mr, engine, {})
-        if not pending:
-            continue
-        if ray is None:
-            ray, report.ray_start_seconds = _ray_init(address)
-        errors: dict[str, EngineResult] = {}
-
-        def on_batch() -> None:
-            waiting[:] = _write_ready_cells(plan, run, waiting, answers, limit, mr, engine, errors)
-
-        try:
-            _run_model(ray, config, list(pending.values()), store, progress, mr, on_batch, errors)
-        except _ModelFailed as e:
-            mr.failure = str(e)
-            progress.line(f"[{model}] FAILED: {e}; its {len(waiting)} unfinished cells are left for the next run")
-
-    report.rows = run.write_results([c.id for c in plan.cells], limit)
-    report.complete = all(m.failure is None and m.cells_done == m.cells for m in report.models)
+    models = sorted({c.axes["model"] for c in plan.cells})
+    configs = {m: engine_config(m, plan, engine_override, plan.spec_dir(plan_path)) for m in models}
+    progress.line(f"{plan_path}: {len(plan.cells):,} cells, {len(models)} model{'s' if len(models) != 1 else ''} ({', '.join(models)})")
+    report = RunReport(plan.experiment, os.path.join(runs_dir, plan.experiment), plan=plan)
+    with StopRequest(progress.stream) as stop:
+        runner = _Runner(plan, plan_path, runs_dir, store_dir, limit, address, configs, progress, stop, report)
+        runner.run(plan.cells)
+        report.rows = runner.write_results()
+        if runner.run_dir.set_aside_cells and not stop.requested:
+            # A damaged cell file was set aside: write its cell again (from the store, so
+            # usually without an engine), once.
+            redo = set(runner.run_dir.set_aside_cells)
+            runner.run([c for c in plan.cells if c.id in redo], again=True)
+            report.rows = runner.write_results()
+        report.interrupted = stop.requested
+    report.complete = not report.interrupted and all(m.failure is None and m.cells_done == m.cells for m in report.models)
     report.total_seconds = time.perf_counter() - t0
-    write_manifest(plan, plan_path, run, report, limit)
+    write_manifest(plan, plan_path, runner.run_dir, report, limit)
     return report
 
 
@@ -308,38 +495,170 @@ class _ModelFailed(Exception):
     pass
 
 
-def _write_ready_cells(plan, run: RunDir, todo, answers, limit, mr: ModelReport, engine: str, errors: dict) -> list:
-    """Write every cell whose requests all have an answer (or an error); return the rest."""
-    rest = []
-    scale_of = {name: ds.scale for name, ds in plan.datasets.items()}
-    for cell, reqs in todo:
-        results = []
+class _Runner:
+    """The state of one run of a plan: the run folder, the store, each model's report."""
+
+    def __init__(self, plan: Plan, plan_path: str, runs_dir: str, store_dir: str | None, limit: int | None, address: str | None,
+                 configs: dict[str, EngineConfig], progress: Progress, stop: StopRequest, report: RunReport):
+        self.plan, self.limit, self.address, self.configs = plan, limit, address, configs
+        self.progress, self.stop, self.report = progress, stop, report
+        self.run_dir = RunDir(runs_dir, plan.experiment)
+        self.store = AnswerStore(store_dir or os.path.join(runs_dir, ".store"))
+        self.data = DataCache(plan, plan_path)
+        self.reports: dict[str, ModelReport] = {}
+        self.done: set[str] = set()
+        """Cells counted done (written without errors, or found written)."""
+        self.ray = None
+        self.answers = self.store.answers()
+        for notice in self.store.notices:
+            progress.line(notice)
+        self.cells_of = defaultdict(int)
+        for cell in plan.cells:
+            self.cells_of[cell.axes["model"]] += 1
+
+    def write_results(self) -> int:
+        rows = self.run_dir.write_results([c.id for c in self.plan.cells], self.limit)
+        for cell_id in self.run_dir.set_aside_cells:
+            model = next(c.axes["model"] for c in self.plan.cells if c.id == cell_id)
+            if cell_id in self.done:
+                self.done.discard(cell_id)
+                self.reports[model].cells_done -= 1
+        for notice in self.run_dir.notices:
+            self.progress.line(notice)
+        return rows
+
+    def run(self, cells: list[Cell], again: bool = False) -> None:
+        by_model: dict[str, list[Cell]] = defaultdict(list)
+        for cell in cells:
+            by_model[cell.axes["model"]].append(cell)
+        for model in sorted(by_model):
+            if self.stop.requested:
+                return
+            self._run_model(model, by_model[model], again)
+
+    def _run_model(self, model: str, cells: list[Cell], again: bool) -> None:
+        config = self.configs[model]
+        engine = config.model.engine
+        mr = self.reports.get(model)
+        if mr is None:
+            mr = self.reports[model] = ModelReport(model, engine, cells=self.cells_of[model])
+            self.report.models.append(mr)
+        todo: list[tuple[Cell, list[CellRequest]]] = []
+        for cell in cells:
+            if self.stop.requested:
+                return
+            if not again and self.run_dir.has_cell(cell.id, self.limit):
+                mr.cells_done += 1
+                self.done.add(cell.id)
+                continue
+            todo.append((cell, cell_requests(self.plan, cell, self.data, self.limit)))
+        pending: dict[str, EngineRequest] = {}
+        requests = cached = 0
+        for _cell, reqs in todo:
+            for cr in reqs:
+                requests += 1
+                if cr.request.request_id in self.answers:
+                    cached += 1
+                else:
+                    pending.setdefault(cr.request.request_id, cr.request)
+        mr.requests += requests
+        mr.cached += cached
+        if todo or not again:
+            self.progress.line(f"[{model}] {len(cells):,} cells ({len(cells) - len(todo):,} done); {requests:,} requests: {cached:,} in the store, {len(pending):,} to compute")
+        # Cells whose every request is already answered are written without an engine.
+        tracker = _Cells(self, mr, engine, todo)
+        if not pending or self.stop.requested:
+            return
+        if self.ray is None:
+            running = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+            if not running:
+                self.progress.line(f"joining the Ray cluster at {self.address}" if self.address else "starting Ray (a local cluster; this takes a few seconds)")
+            self.ray, self.report.ray_start_seconds = _ray_init(self.address)
+            resources = self.ray.cluster_resources()
+            what = "Ray ready" if running else f"Ray ready in {self.report.ray_start_seconds:.1f} s"
+            self.progress.line(f"{what}: {int(resources.get('CPU', 0))} CPUs, {int(resources.get('GPU', 0))} GPUs")
+            if self.stop.requested:
+                return
+        journal = self.store.journal(engine, _chunk(config))
+        try:
+            _compute(self.ray, config, list(pending.values()), journal, self.progress, mr, tracker, self.stop)
+        except _ModelFailed as e:
+            mr.failure = str(e)
+            self.progress.line(f"[{model}] FAILED: {e}; its {len(tracker.waiting)} unfinished cells are left for the next run")
+        finally:
+            journal.close()
+            self.report.stored += mr.stored
+
+
+class _Cells:
+    """A model's cells waiting for answers.  Each cell counts its distinct requests not yet
+    answered; an answer decrements the cells that wait on it, and a cell is written the
+    moment its count reaches zero (cost: one step per request, not per cell and answer)."""
+
+    def __init__(self, runner: _Runner, mr: ModelReport, engine: str, todo: list[tuple[Cell, list[CellRequest]]]):
+        self.runner, self.mr, self.engine = runner, mr, engine
+        self.errors: dict[str, EngineResult] = {}
+        self.scale_of = {name: ds.scale for name, ds in runner.plan.datasets.items()}
+        self.waiting: dict[int, tuple[Cell, list[CellRequest]]] = {}
+        self.missing: dict[int, int] = {}
+        self.by_request: dict[str, list[int]] = defaultdict(list)
+        answers = runner.answers
+        for i, (cell, reqs) in enumerate(todo):
+            need = {cr.request.request_id for cr in reqs} - answers.keys()
+            if not need:
+                self._write(cell, reqs)
+                continue
+            self.waiting[i] = (cell, reqs)
+            self.missing[i] = len(need)
+            for rid in need:
+                self.by_request[rid].append(i)
+
+    def answered(self, results: list[EngineResult]) -> None:
+        for r in results:
+            if r.error is not None:
+                self.errors[r.request_id] = r
+            for i in self.by_request.pop(r.request_id, ()):
+                self.missing[i] -= 1
+                if self.missing[i] == 0:
+                    del self.missing[i]
+                    self._write(*self.waiting.pop(i))
+
+    def _write(self, cell: Cell, reqs: list[CellRequest]) -> None:
+        runner, answers = self.runner, self.runner.answers
+        rows, failed = [], 0
+        scale = self.scale_of[cell.axes["dataset"]]
         for cr in reqs:
             rid = cr.request.request_id
-            res = answers.get(rid) or errors.get(rid)
-            if res is None:
-                break
-            results.append((cr, res))
-        else:
-            rows = [make_row(plan, cell, cr, res, engine, scale_of[cell.axes["dataset"]]) for cr, res in results]
-            failed = sum(1 for _cr, res in results if res.error)
-            run.write_cell(cell.id, limit, rows, complete=not failed)
-            # A cell with failed requests is written (``.errors``) but not done: the run
-            # is incomplete, and the next run retries just those requests.
-            mr.cells_done += not failed
-            mr.errors += failed
-            continue
-        rest.append((cell, reqs))
-    return rest
+            res = answers.get(rid) or self.errors[rid]
+            failed += res.error is not None
+            rows.append(make_row(runner.plan, cell, cr, res, self.engine, scale))
+        runner.run_dir.write_cell(cell.id, runner.limit, rows, complete=not failed)
+        # A cell with failed requests is written (``.errors``) but not done: the run is
+        # incomplete, and the next run retries just those requests.
+        if not failed:
+            self.mr.cells_done += 1
+            runner.done.add(cell.id)
+        self.mr.errors += failed
 
 
-def _run_model(ray, config: EngineConfig, pending: list[EngineRequest], store: AnswerStore, progress: Progress, mr: ModelReport, on_batch, errors: dict) -> None:
+def _chunk(config: EngineConfig) -> int:
+    return int(os.environ.get("XLSPEC_CHUNK", "0")) or ENGINES[config.model.engine].chunk
+
+
+def _part(config: EngineConfig, chunk: int) -> int:
+    info = ENGINES[config.model.engine]
+    part = int(os.environ.get("XLSPEC_PART", "0")) or (info.part(config.model) if info.part else chunk)
+    return max(1, min(part, chunk))
+
+
+def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: Journal, progress: Progress, mr: ModelReport, cells: _Cells, stop: StopRequest) -> None:
     # Prompt order keeps prompts that share a prefix together (vLLM's prefix cache), and a
-    # prompt's answer kinds side by side in one batch (the hf engine reads `options` off the
+    # prompt's answer kinds side by side in one call (the hf engine reads `options` off the
     # first step of the same prompt's generation).
     info = ENGINES[config.model.engine]
     pending.sort(key=lambda r: (r.prompt, ANSWER_KINDS[r.kind].engine_order, r.request_id))
-    chunk = int(os.environ.get("XLSPEC_CHUNK", "0")) or info.chunk
+    chunk = _chunk(config)
+    part = _part(config, chunk)
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     tp = max(1, config.model.tensor_parallel)
@@ -352,11 +671,15 @@ def _run_model(ray, config: EngineConfig, pending: list[EngineRequest], store: A
     else:
         replicas, options = 1, {"num_gpus": 0, "num_cpus": cpus}
         threads = cpus
-    remote_cls = ray.remote(max_restarts=1, max_task_retries=1)(EngineActor)
+    remote_cls = _actor_class(ray)
+    progress.line(f"[{config.name}] loading {config.model.source} on {config.model.engine} ({replicas} replica{'s' if replicas > 1 else ''}, {'%d GPU each' % tp if gpus else 'CPU'})")
     actors = [remote_cls.options(**options).remote(info, config, threads) for _ in range(replicas)]
-    progress.line(f"[{config.name}] loading {config.model.source} ({config.model.engine}, {replicas} replica{'s' if replicas > 1 else ''}, {'%d GPU each' % tp if gpus else 'CPU'})")
+    refs = [a.ready.remote() for a in actors]
+    while len(ray.wait(refs, num_returns=len(refs), timeout=POLL_S)[0]) < len(refs):
+        if stop.requested:
+            return  # the actors go with Ray's shutdown
     try:
-        ready = ray.get([a.ready.remote() for a in actors])
+        ready = ray.get(refs)
     except Exception as e:  # the actor process itself died (out of memory, a crash)
         ready = [(0.0, _cause(e))]
     failed = next((err for _s, err in ready if err), None)
@@ -365,36 +688,62 @@ def _run_model(ray, config: EngineConfig, pending: list[EngineRequest], store: A
             ray.kill(a)
         raise _ModelFailed(f"model {config.name} ({config.model.source}) could not load: {failed}")
     mr.load_seconds = max(s for s, _err in ready)
-    batches = [pending[i : i + chunk] for i in range(0, len(pending), chunk)]
+    progress.line(f"[{config.name}] loaded in {mr.load_seconds:.1f} s")
+    calls = [pending[i : i + part] for b in range(0, len(pending), chunk) for i in range(b, min(b + chunk, len(pending)), part)]
     progress.start(config.name, len(pending), mr.cells)
-    in_flight: dict = {}
-    next_batch = 0
+    in_flight: dict = {}  # ref -> (call number, actor index, requests)
+    load = [0] * len(actors)
+    next_call = answered = 0
     started = time.perf_counter()
     try:
-        while next_batch < len(batches) or in_flight:
-            while next_batch < len(batches) and len(in_flight) < IN_FLIGHT * len(actors):
-                actor = actors[next_batch % len(actors)]
-                in_flight[actor.run.remote(batches[next_batch])] = batches[next_batch]
-                next_batch += 1
-            done, _ = ray.wait(list(in_flight), num_returns=1)
-            batch = in_flight.pop(done[0])
-            try:
-                results = ray.get(done[0])
-            except Exception as e:
-                results = [EngineResult(r.request_id, error=f"engine failure: {_cause(e)}") for r in batch]
-            store.put(results, config.model.engine)
-            for r in results:
-                if r.error is not None:
-                    errors[r.request_id] = r
-                mr.output_tokens += r.output_tokens
-            mr.computed += len(results)
-            mr.infer_seconds = time.perf_counter() - started
-            on_batch()
-            progress.advance(config.name, len(results), mr.cells_done, mr.cells, mr.tokens_per_second)
-    finally:
-        progress.finish()
+        while next_call < len(calls) or in_flight:
+            if stop.requested:
+                return  # the calls in flight are dropped; the actors go with Ray's shutdown
+            while next_call < len(calls) and len(in_flight) < IN_FLIGHT * len(actors):
+                a = min(range(len(actors)), key=load.__getitem__)
+                in_flight[actors[a].run.remote(calls[next_call], next_call)] = (next_call, a, calls[next_call])
+                load[a] += 1
+                next_call += 1
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_S)
+            if not done:
+                # Nothing came back: show how far the calls being answered are.
+                mr.infer_seconds = time.perf_counter() - started
+                progress.update(config.name, answered + _in_call(ray, actors, in_flight), mr)
+                continue
+            for ref in done:
+                _n, a, batch = in_flight.pop(ref)
+                load[a] -= 1
+                try:
+                    results = ray.get(ref)
+                except Exception as e:  # noqa: BLE001 - the actor died twice: these requests fail
+                    results = [EngineResult(r.request_id, error=f"engine failure: {_cause(e)}") for r in batch]
+                mr.stored += journal.add(results)
+                for req, r in zip(batch, results):
+                    if r.error is None:
+                        mr.prompt_tokens += r.prompt_tokens
+                        mr.output_tokens += r.output_tokens
+                        mr.generated += "text" in ANSWER_KINDS[req.kind].provides
+                mr.computed += len(results)
+                mr.infer_seconds = time.perf_counter() - started
+                cells.answered(results)
+                answered += len(results)
+                progress.update(config.name, answered, mr)
         for a in actors:
             ray.kill(a)
+    finally:
+        progress.finish()
+
+
+def _in_call(ray, actors, in_flight: dict) -> int:
+    """Requests done so far within the calls the actors are answering (engines that report
+    progress within a call; 0 for the others, or where an actor does not answer at once)."""
+    sizes = {n: len(batch) for n, _a, batch in in_flight.values()}
+    busy = sorted({a for _n, a, _b in in_flight.values()})
+    try:
+        reports = ray.get([actors[a].progress.remote() for a in busy], timeout=POLL_S)
+    except Exception:  # noqa: BLE001 - progress is a nicety; the next poll tries again
+        return 0
+    return sum(min(done, sizes[call]) for call, done in reports if call in sizes)
 
 
 def _cause(e: Exception) -> str:
@@ -420,6 +769,7 @@ def write_manifest(plan: Plan, plan_path: str, run: RunDir, report: RunReport, l
         "plan": os.path.relpath(plan_path, run.path),
         "plan_hash": plan.hash(),
         "status": "complete" if report.complete else "incomplete",
+        "interrupted": report.interrupted,
         "limit": limit,
         "rows": report.rows,
         "versions": versions,
@@ -437,6 +787,8 @@ def write_manifest(plan: Plan, plan_path: str, run: RunDir, report: RunReport, l
                 "errors": m.errors,
                 "load_s": None if m.load_seconds is None else round(m.load_seconds, 3),
                 "infer_s": round(m.infer_seconds, 3),
+                "requests_per_s": round(m.requests_per_second, 2),
+                "prompt_tokens_per_s": round(m.prompt_tokens_per_second, 1),
                 "output_tokens_per_s": round(m.tokens_per_second, 1),
                 "failure": m.failure,
             }
@@ -449,7 +801,10 @@ def write_manifest(plan: Plan, plan_path: str, run: RunDir, report: RunReport, l
 def is_complete(plan_path: str, runs_dir: str) -> bool:
     import json
 
-    plan = planmod.load(plan_path)
+    try:
+        plan = planmod.load(plan_path)
+    except PlanError:
+        return False  # `xlspec run` reports why when it runs it
     path = os.path.join(runs_dir, plan.experiment, "manifest.json")
     try:
         with open(path, encoding="utf-8") as f:

@@ -63,9 +63,11 @@ def compile_file(path: str, out_dir: str = "build", *, allow_outside_data: bool 
 
 
 def load_plan_or_spec(path: str, out_dir: str = "build") -> Compilation:
-    """A plan file as it is, or a spec compiled; errors as diagnostics."""
-    import json
-
+    """A plan file as it is, or a spec compiled; errors as diagnostics.  A plan file that is
+    not a whole plan (not JSON, not an object, another format, a missing field, a cell that
+    names what the plan does not declare) is one E015 diagnostic naming the file; its cell
+    ids are not derived again (a plan of an older xlspec may follow an older rule)."""
+    from . import plan as planmod
     from .diagnostics import Span
 
     if path.endswith(".xls"):
@@ -73,16 +75,18 @@ def load_plan_or_spec(path: str, out_dir: str = "build") -> Compilation:
     diags, sources = Diagnostics(), SourceCache()
     out = Compilation(path, diags, sources, loaded=True)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        out._plan = Plan.from_data(data)
-        out.data = data
-    except FileNotFoundError:
-        diags.error("E010", f"no such file: {path}", None)
-    except OSError as e:
-        diags.error("E010", f"cannot read {path}: {e.strerror}", None)
-    except json.JSONDecodeError as e:
-        diags.error("E015", f"not a plan file: {e.msg}", Span.point(path, e.lineno, e.colno))
-    except ValueError as e:
-        diags.error("E015", f"not a plan file: {e}", Span.point(path, 1, 1))
+        plan = planmod.load(path)
+        planmod.verify(plan, ids=False)
+    except planmod.PlanError as e:
+        if e.message == "no such file":
+            diags.error("E010", f"no such file: {path}", None)
+        elif e.unreadable:
+            diags.error("E010", f"{path}: {e.message}", None)
+        elif e.line is not None:
+            diags.error("E015", e.message, Span.point(path, e.line, e.col or 1))
+        else:
+            diags.error("E015", f"{path}: {e.message}", None)
+        return out
+    out._plan = plan
+    out.data = plan.data
     return out

@@ -40,6 +40,10 @@ class EngineResult:
 
 
 class Engine(Protocol):
+    """``progress`` is optional: an engine that has it (None until the scheduler sets it)
+    calls ``progress(n)`` as ``n`` more requests of the current ``run`` are done, and the
+    progress bar moves within an engine call."""
+
     name: str
 
     def run(self, batch: list[EngineRequest]) -> list[EngineResult]: ...
@@ -67,8 +71,15 @@ class EngineInfo:
     answers: frozenset[str]
     """The answer kinds it serves."""
     chunk: int = 256
-    """Requests per batch sent to an actor, and stored at once (a crash loses at most the
-    batches in flight).  ``XLSPEC_CHUNK`` overrides it."""
+    """Requests per batch: the scheduler's unit of work, and of answer files (a batch's
+    answers are sealed into one file of the store).  ``XLSPEC_CHUNK`` overrides it."""
+    part: Callable[[ModelSpec], int] | None = None
+    """Requests per engine call, where smaller than a batch: the actor gets a batch in calls
+    of this many requests, and each call's answers are journaled as soon as it returns, so a
+    kill loses at most the calls in flight and progress moves call by call.  Make it the
+    engine's own unit of work (the ``hf`` engine's ``batch_size``), so splitting costs no
+    throughput.  None: one call per batch (an engine that schedules the whole batch itself,
+    as vLLM does).  ``XLSPEC_PART`` overrides it."""
 
     def register(self) -> "EngineInfo":
         return ENGINES.register(self.name, self)

@@ -29,7 +29,9 @@ class HFEngine:
 
         self.config = config
         self.model_spec = config.model
+        self.progress = None  # set by the scheduler: called with n as n more requests are done
         self._first_step: dict = {}  # prompt key -> first-step log-probs, within one run()
+        self._riding: dict = {}  # prompt key -> options requests read off its generation
         device = config.settings.get("device")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         path = resolve_model(config.model.source, config.model.revision)
@@ -79,6 +81,10 @@ class HFEngine:
         shared_set = set(shared)
         rest = [r for i, r in enumerate(batch) if i not in shared_set]
         self._first_step = {}
+        self._riding = {}
+        for i in shared:
+            key = _prompt_key(batch[i])
+            self._riding[key] = self._riding.get(key, 0) + 1
         results = dict(zip((i for i in range(len(batch)) if i not in shared_set), self._run(rest)))
         if shared:
             read = [self._read_first_step(batch[i], i) for i in shared]
@@ -125,7 +131,12 @@ class HFEngine:
 
     def _run_group(self, group: list[Prepared]) -> list[EngineResult]:
         with torch.inference_mode():
-            return common.dispatch(self, group)
+            out = common.dispatch(self, group)
+        if self.progress is not None:
+            # A generation also answers the options requests read off its first step.
+            riding = sum(self._riding.pop(_prompt_key(item.request), 0) for item in group) if group[0].request.kind == "generate" else 0
+            self.progress(len(group) + riding)
+        return out
 
     def _pad_left(self, seqs: list[list[int]]):
         """Left-padded ids, attention mask and position ids (positions count real tokens
@@ -240,6 +251,12 @@ class HFEngine:
         return results
 
 
+def _part(model) -> int:
+    """Requests per engine call: ``run`` works in chunks of the model's ``batch_size``, so
+    calls of that size compute exactly what one large call would."""
+    return max(1, model.batch_size)
+
+
 def _prompt_key(request: EngineRequest) -> tuple:
     return (request.prompt, request.chat, request.system)
 
@@ -260,4 +277,5 @@ EngineInfo(
     load=HFEngine,
     answers=frozenset({"generate", "options", "loglik"}),
     chunk=256,
+    part=_part,
 ).register()

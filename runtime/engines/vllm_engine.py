@@ -44,6 +44,7 @@ class VLLMEngine:
 
         self._vllm = vllm
         self.config = config
+        self.progress = None  # set by the scheduler: called with n as n more requests are done
         model = config.model
         path = str(resolve_model(model.source, model.revision))
         on_cpu = current_platform.is_cpu()
@@ -78,9 +79,12 @@ class VLLMEngine:
     def _run_group(self, group: list[Prepared]) -> list[EngineResult]:
         return common.dispatch(self, group)
 
-    def _call(self, prompts: list[list[int]], params: list) -> list:
+    def _call(self, prompts: list[list[int]], params: list, per_request: int = 1) -> list:
+        """``per_request``: sequences per request (a loglik request scores one per option),
+        so progress counts requests."""
+        bar = _counting_bar(self.progress, per_request) if self.progress is not None else False
         return self.llm.generate(
-            [{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=False
+            [{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=bar
         )
 
     def _generate(self, group: list[Prepared]) -> list[EngineResult]:
@@ -129,7 +133,8 @@ class VLLMEngine:
     def _loglik(self, group: list[Prepared]) -> list[EngineResult]:
         params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         seqs = [item.prompt_ids + cont for item in group for cont in item.continuations]
-        outputs = iter(self._call(seqs, [params] * len(seqs)))
+        per_request = max(1, len(seqs) // max(1, len(group)))
+        outputs = iter(self._call(seqs, [params] * len(seqs), per_request))
         results = []
         for item in group:
             sums = []
@@ -139,6 +144,30 @@ class VLLMEngine:
                 sums.append(sum(position[token].logprob for token, position in tail))
             results.append(common.loglik_result(item, sums))
         return results
+
+
+def _counting_bar(progress, per_request: int):
+    """A tqdm class for ``LLM.generate(use_tqdm=...)`` that draws nothing and reports finished
+    requests to ``progress`` (vLLM updates its bar as each sequence finishes)."""
+    import io
+
+    from tqdm import tqdm
+
+    class CountingBar(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs.update(file=io.StringIO(), mininterval=3600)
+            super().__init__(*args, **kwargs)
+            self._sequences = self._reported = 0
+
+        def update(self, n=1):
+            self._sequences += n
+            done = self._sequences // per_request
+            if done > self._reported:
+                progress(done - self._reported)
+                self._reported = done
+            return super().update(n)
+
+    return CountingBar
 
 
 def _dtype(dtype: str, on_cpu: bool) -> str:

@@ -40,7 +40,16 @@ from .compute import N_BOOT
 from .context import render_context
 from .render import output_extension, render, safe_name
 
-__all__ = ["build_reports", "METRICS_SCHEMA", "render_context"]
+__all__ = ["build_reports", "METRICS_SCHEMA", "ResultsUnreadable", "render_context"]
+
+
+class ResultsUnreadable(Exception):
+    """``results.parquet`` cannot be read as a results table (damaged, truncated, another
+    file): ``xlspec run`` writes it again from the run's cell files."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
 
 METRICS_SCHEMA = pa.schema(
     [("study", pa.string()), ("metric", pa.string())]
@@ -103,7 +112,15 @@ def _read_manifest(run_dir: str) -> dict:
 
 
 def _load_results(path: str, plan: Plan) -> pd.DataFrame:
-    df = pq.read_table(path).to_pandas()
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ResultsUnreadable(path, f"not a readable Parquet file ({first})") from None
+    needed = [c for c in ("cell_id", "request_id", "item_id", "answer_kind") if c not in table.column_names]
+    if needed:
+        raise ResultsUnreadable(path, f"not a results table: it has no {', '.join(needed)} column")
+    df = table.to_pandas()
     absent = [a for a in CELL_AXIS_NAMES if a not in df.columns]
     if absent:
         # Results written before the table carried every cell axis (the seed): from the
