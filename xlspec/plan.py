@@ -345,14 +345,17 @@ def stale_inputs(plan: Plan, plan_path: str) -> list[str]:
     from; empty when the plan is current."""
     spec_dir = plan.spec_dir(plan_path)
     spec_path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(plan_path)), plan.spec.path))
-    checks = [(spec_path, plan.spec.sha256)]
-    checks += [(os.path.normpath(os.path.join(spec_dir, i.path)), i.sha256) for i in plan.spec.imports]
-    checks += [(os.path.normpath(os.path.join(spec_dir, d.path)), d.sha256) for d in plan.datasets.values()]
+    from .source import SourceError, read_source
+
+    # Spec files by their text (as compiled: line endings do not count), data by its bytes.
+    checks = [(spec_path, plan.spec.sha256, True)]
+    checks += [(os.path.normpath(os.path.join(spec_dir, i.path)), i.sha256, True) for i in plan.spec.imports]
+    checks += [(os.path.normpath(os.path.join(spec_dir, d.path)), d.sha256, False) for d in plan.datasets.values()]
     changed = []
-    for path, want in checks:
+    for path, want, is_spec in checks:
         try:
-            got = sha256_file(path)
-        except OSError:
+            got = read_source(path).sha256 if is_spec else sha256_file(path)
+        except (OSError, SourceError):
             got = None
         if got != want:
             changed.append(os.path.relpath(path) + (" (missing)" if got is None else ""))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .files import FileReadError, read_regular_file
+from .files import FileReadError, read_regular_file, sha256_bytes
 
 MAX_SPEC_BYTES = 2 * 1024 * 1024
 
@@ -26,6 +26,12 @@ class Source:
     raw: bytes
     text: str
     """The decoded text with every line ending as ``\\n``."""
+
+    @property
+    def sha256(self) -> str:
+        """The fingerprint a plan records: of the text, so line endings and a byte-order
+        mark (a checkout on Windows, ``xlspec fmt``) do not make a plan stale."""
+        return sha256_bytes(self.text.encode("utf-8"))
 
 
 class SourceError(Exception):

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from .. import ast
 from ..diagnostics import Diagnostics, SourceCache, Span
-from ..files import sha256_bytes
 from ..source import SourceError, read_source
 from ..syntax import parse
 from .context import display
@@ -53,12 +52,12 @@ def load_files(root: str, diags: Diagnostics, sources: SourceCache) -> list[Load
             else:
                 diags.error("E010", f"cannot read {shown}: {e.message}", via.path.span if via else None)
             return
-        raw, text = source.raw, source.text
+        text = source.text
         sources.add(shown, text)
         tree = parse(text, shown, diags)
         if tree is None:
             return
-        lf = LoadedFile(real, text, sha256_bytes(raw), tree)
+        lf = LoadedFile(real, text, source.sha256, tree)
         loaded[real] = lf
         for imp in tree.imports:
             target = os.path.join(os.path.dirname(real), imp.path.value)
