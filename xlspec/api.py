@@ -62,7 +62,7 @@ def compile_file(path: str, out_dir: str = "build", *, allow_outside_data: bool 
     return out
 
 
-def load_plan_or_spec(path: str, out_dir: str = "build") -> Compilation:
+def load_plan_or_spec(path: str, out_dir: str = "build", *, allow_outside_data: bool = False) -> Compilation:
     """A plan file as it is, or a spec compiled; errors as diagnostics.  A plan file that is
     not a whole plan (not JSON, not an object, another format, a missing field, a cell that
     names what the plan does not declare) is one E015 diagnostic naming the file; its cell
@@ -71,7 +71,7 @@ def load_plan_or_spec(path: str, out_dir: str = "build") -> Compilation:
     from .diagnostics import Span
 
     if path.endswith(".xls"):
-        return compile_file(path, out_dir)
+        return compile_file(path, out_dir, allow_outside_data=allow_outside_data)
     diags, sources = Diagnostics(), SourceCache()
     out = Compilation(path, diags, sources, loaded=True)
     try:

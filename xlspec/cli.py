@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("old", help="a spec (.xls) or a plan (.plan.json)")
     d.add_argument("new", help="a spec (.xls) or a plan (.plan.json)")
     d.add_argument("--format", choices=("text", "json"), default="text")
+    d.add_argument("--allow-outside-data", action="store_true", help="let specs read data files outside their folder (as compile)")
     d.add_argument("--exit-code", action="store_true", help="exit 1 when the plans differ, 0 when they do not (as git diff --exit-code)")
 
     r = sub.add_parser("run", help="run compiled plans on Ray (every plan in build/ that is not complete)")
@@ -247,7 +248,7 @@ def cmd_diff(args) -> int:
 
     sides = []
     for side in (args.old, args.new):
-        result = load_plan_or_spec(side)
+        result = load_plan_or_spec(side, allow_outside_data=args.allow_outside_data)
         if not result.ok:
             _print_diagnostics(result.diagnostics, result.sources, "text")
             return EXIT_INPUT
