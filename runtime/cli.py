@@ -164,6 +164,9 @@ def _report_run(run_dir: str) -> int:
     except json.JSONDecodeError as e:
         _err(f"{path}:{e.lineno}:{e.colno}: not a run manifest: invalid JSON: {e.msg}; `xlspec run` writes it again")
         return EXIT_INPUT
+    except ValueError as e:  # an integer of thousands of digits
+        _err(f"{path}: not a run manifest: {e}; `xlspec run` writes it again")
+        return EXIT_INPUT
     if not isinstance(manifest, dict) or not isinstance(manifest.get("plan"), str):
         _err(f"{path}: not a run manifest: it names no plan; `xlspec run` writes it again")
         return EXIT_INPUT

@@ -641,13 +641,27 @@ class _Cells:
         self.mr.errors += failed
 
 
+def _env_count(name: str) -> int | None:
+    """A positive whole number from the environment; None when unset; RunError otherwise."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise RunError(f"{name}={raw!r}: expected a whole number of requests, 1 or more")
+    return n
+
+
 def _chunk(config: EngineConfig) -> int:
-    return int(os.environ.get("XLSPEC_CHUNK", "0")) or ENGINES[config.model.engine].chunk
+    return _env_count("XLSPEC_CHUNK") or ENGINES[config.model.engine].chunk
 
 
 def _part(config: EngineConfig, chunk: int) -> int:
     info = ENGINES[config.model.engine]
-    part = int(os.environ.get("XLSPEC_PART", "0")) or (info.part(config.model) if info.part else chunk)
+    part = _env_count("XLSPEC_PART") or (info.part(config.model) if info.part else chunk)
     return max(1, min(part, chunk))
 
 

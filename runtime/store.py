@@ -28,6 +28,7 @@ blocks a run.
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -113,6 +114,13 @@ class AnswerStore:
                 self._read(path)
         return self._answers
 
+    def _set_aside(self, path: str, e: BaseException) -> None:
+        try:
+            dest = set_aside(path)
+        except OSError:
+            return
+        self.notices.append(f"{path}: unreadable ({_reason(e)}); set aside as {os.path.basename(dest)}, its answers are computed again")
+
     def _read(self, path: str) -> None:
         try:
             table = pq.read_table(path)
@@ -121,12 +129,14 @@ class AnswerStore:
             rows = table.to_pylist()
         except FileNotFoundError:
             return  # sealed into another file, or set aside, by a concurrent run
-        except (OSError, ValueError, pa.ArrowException) as e:
-            try:
-                dest = set_aside(path)
-            except OSError:
-                return
-            self.notices.append(f"{path}: unreadable ({_reason(e)}); set aside as {os.path.basename(dest)}, its answers are computed again")
+        except OSError as e:
+            if isinstance(e, pa.ArrowException) or e.errno in (None, errno.EIO):
+                self._set_aside(path, e)  # the content is bad
+            else:  # EMFILE, EACCES, ...: the file may be fine; leave it for the next run
+                self.notices.append(f"{path}: cannot be read now ({_reason(e)}); its answers are computed again")
+            return
+        except (ValueError, pa.ArrowException) as e:
+            self._set_aside(path, e)
             return
         answers = self._answers
         for row in rows:
@@ -153,10 +163,12 @@ class AnswerStore:
                 if not os.path.exists(sealed):
                     with os.fdopen(os.dup(fd), "rb") as f:
                         data = f.read()
-                    rows = _journal_rows(data)
+                    rows, dropped = _typed_rows(_journal_rows(data))
                     if rows:
                         atomic_write_table(pa.Table.from_pylist(rows, schema=ANSWER_SCHEMA), sealed)
                         self.notices.append(f"kept {len(rows)} answer{'s' if len(rows) != 1 else ''} of an interrupted run (from {os.path.relpath(path)})")
+                    if dropped:
+                        self.notices.append(f"dropped {dropped} damaged line{'s' if dropped != 1 else ''} of {os.path.relpath(path)}; those answers are computed again")
                 os.unlink(path)
             finally:
                 os.close(fd)
@@ -256,6 +268,24 @@ def _journal_rows(data: bytes) -> list[dict]:
                 row[key] = [tuple(kv) for kv in row[key]]
         rows.append({name: row.get(name) for name in ANSWER_SCHEMA.names})
     return rows
+
+
+def _typed_rows(rows: list[dict]) -> tuple[list[dict], int]:
+    """The rows that fit the answer schema, and how many did not (a damaged journal line, or
+    one of another xlspec version, must not block the store)."""
+    try:
+        pa.Table.from_pylist(rows, schema=ANSWER_SCHEMA)
+        return rows, 0
+    except (pa.ArrowException, ValueError, TypeError):
+        pass
+    good = []
+    for row in rows:
+        try:
+            pa.Table.from_pylist([row], schema=ANSWER_SCHEMA)
+        except (pa.ArrowException, ValueError, TypeError):
+            continue
+        good.append(row)
+    return good, len(rows) - len(good)
 
 
 def _reason(e: BaseException) -> str:

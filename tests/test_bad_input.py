@@ -249,3 +249,28 @@ def test_line_endings_do_not_make_a_plan_stale(project, tmp_path):
     assert planmod.stale_inputs(planmod.load(path), path) == []
     spec.write_text(text.replace("Quiz time!", "Quiz!"), encoding="utf-8")
     assert [os.path.basename(p) for p in planmod.stale_inputs(planmod.load(path), path)] == ["demo.xls"]
+
+
+def test_a_plan_with_a_huge_integer_is_not_an_internal_error(tmp_path, capsys):
+    bad = tmp_path / "big.plan.json"
+    bad.write_text('{"format": ' + "1" * 5000 + "}", encoding="utf-8")
+    assert cli.run_command(["diff", str(bad), str(bad)]) == 2
+    assert "not a plan file" in capsys.readouterr().err
+
+
+def test_word_diff_of_long_templates_is_quick():
+    from xlspec.diff import word_diff
+
+    big = " ".join(f"w{i}" for i in range(20000))
+    start = time.perf_counter()
+    assert "[-w10000-]{+changed+}" in word_diff(big, big.replace("w10000", "changed"))
+    word_diff(big, " ".join(f"v{i}" for i in range(20000)))
+    assert time.perf_counter() - start < 2
+
+
+def test_max_data_mb_that_is_not_finite_falls_back(monkeypatch):
+    from xlspec.data import DEFAULT_MAX_DATA_MB, max_data_bytes
+
+    for value in ("nan", "inf", "x"):
+        monkeypatch.setenv("XLSPEC_MAX_DATA_MB", value)
+        assert max_data_bytes() == DEFAULT_MAX_DATA_MB * 1024 * 1024

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ def max_data_bytes() -> int:
     try:
         mb = float(raw) if raw.strip() else DEFAULT_MAX_DATA_MB
     except ValueError:
+        mb = DEFAULT_MAX_DATA_MB
+    if not math.isfinite(mb):
         mb = DEFAULT_MAX_DATA_MB
     return int(max(mb, 0) * 1024 * 1024)
 

@@ -201,7 +201,7 @@ class SourceCache:
         text = self.texts.get(file)
         if text is None:
             from .files import FileReadError, read_regular_file
-            from .source import SourceError, decode_text
+            from .source import SourceError, decode_text, normalize_newlines
 
             try:
                 raw = read_regular_file(file, 64 * 1024 * 1024)
@@ -210,7 +210,7 @@ class SourceCache:
             try:
                 text = decode_text(raw)
             except SourceError:
-                text = raw.decode("utf-8", errors="replace")
+                text = normalize_newlines(raw.decode("utf-8", errors="replace"))
             self.texts[file] = text
         # Lines as the parser counts them: split at "\n" only (text is newline-normalized), so
         # a U+2028 or a form feed inside a comment does not move the caret to another line.

@@ -13,6 +13,7 @@ from, its requests cannot be rebuilt and the counts are the plan's estimates.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -108,8 +109,28 @@ def word_diff(old, new, context: int = 6, width: int = 160) -> str:
     punctuation) around each change and ``...`` for what is left out; newlines as ``\\n``."""
     if not isinstance(old, str) or not isinstance(new, str):
         return f"{_short(old)} -> {_short(new)}"
+    return _word_diff(old, new, context, width)
+
+
+@functools.lru_cache(maxsize=256)  # one edit shared by many cells is diffed once
+def _word_diff(old: str, new: str, context: int, width: int) -> str:
     a, b = _WORDS.findall(old), _WORDS.findall(new)
-    ops = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    # The common head and tail are equal runs as they are; only the middle is matched, and a
+    # long middle is shown as one change (matching is quadratic in the tokens).
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    mid_a, mid_b = a[head : len(a) - tail], b[head : len(b) - tail]
+    if len(mid_a) + len(mid_b) > MAX_MATCHED_TOKENS:
+        middle = [("replace", 0, len(mid_a), 0, len(mid_b))]
+    else:
+        middle = difflib.SequenceMatcher(None, mid_a, mid_b, autojunk=False).get_opcodes()
+    ops = ([("equal", 0, head, 0, head)] if head else []) + [
+        (tag, i1 + head, i2 + head, j1 + head, j2 + head) for tag, i1, i2, j1, j2 in middle
+    ] + ([("equal", len(a) - tail, len(a), len(b) - tail, len(b))] if tail else [])
     parts = []
     for n, (tag, i1, i2, j1, j2) in enumerate(ops):
         if tag == "equal":
@@ -126,6 +147,9 @@ def word_diff(old, new, context: int = 6, width: int = 160) -> str:
         if j2 > j1:
             parts.append("{+" + _shown(b[j1:j2], width) + "+}")
     return '"' + "".join(parts) + '"'
+
+
+MAX_MATCHED_TOKENS = 2000
 
 
 def _shown(tokens: list[str], width: int) -> str:

@@ -232,6 +232,8 @@ def load(path: str) -> Plan:
         raise PlanError(f"not a plan file: invalid JSON: {e.msg}", path, e.lineno, e.colno) from None
     except RecursionError:
         raise PlanError("not a plan file: JSON nested too deeply", path) from None
+    except ValueError as e:  # an integer of thousands of digits
+        raise PlanError(f"not a plan file: {e}", path) from None
     try:
         return Plan.from_data(data)
     except PlanError as e:

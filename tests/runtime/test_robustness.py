@@ -748,3 +748,27 @@ def test_the_hf_engine_reports_every_request_of_a_call(builtin_model):
         assert sum(told) == len(batch) and len(told) > 1
     finally:
         engine.close()
+
+
+def test_a_journal_line_of_the_wrong_types_is_dropped_not_blocking(tmp_path):
+    """A damaged (or foreign) journal line must not make every later run fail."""
+    from xlspec.runtime.store import AnswerStore
+
+    store = AnswerStore(str(tmp_path / "store"))
+    os.makedirs(store.journal_dir, exist_ok=True)
+    with open(os.path.join(store.journal_dir, "abc.jsonl"), "w") as f:
+        f.write('{"request_id": "a", "response": "x", "prompt_tokens": "12"}\n')
+        f.write('{"request_id": "b", "response": "y", "prompt_tokens": 12}\n')
+    answers = store.answers()
+    assert set(answers) == {"b"}
+    assert any("dropped 1 damaged line" in n for n in store.notices)
+    assert not os.listdir(store.journal_dir)
+
+
+@pytest.mark.parametrize("value", ["x", "0", "-4"])
+def test_a_bad_chunk_setting_is_one_clear_error(monkeypatch, value):
+    from xlspec.runtime.scheduler import RunError, _env_count
+
+    monkeypatch.setenv("XLSPEC_CHUNK", value)
+    with pytest.raises(RunError, match="XLSPEC_CHUNK"):
+        _env_count("XLSPEC_CHUNK")
