@@ -339,11 +339,15 @@ MAX_DEPTH = 100
 then walk the AST recursively."""
 
 
+_STRINGS_AND_COMMENTS = r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*'
+"""Strings (triple-quoted first) and comments: what the scans of the text step over whole."""
+
+
 MAX_TOKENS = 100_000
 """Parsing costs ~50 us a token on a slow machine: a file the size of a hundred example
 specs still parses in seconds, and a megabyte of `en, en, ...` is refused at once."""
 
-_TOKEN_SCAN = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[A-Za-z_0-9][\w.-]*|\S')
+_TOKEN_SCAN = re.compile(_STRINGS_AND_COMMENTS + r"|[A-Za-z_0-9][\w.-]*|\S")
 
 
 def _too_many_tokens(text: str, file: str) -> Span | None:
@@ -351,8 +355,7 @@ def _too_many_tokens(text: str, file: str) -> Span | None:
         return None
     for n, m in enumerate(_TOKEN_SCAN.finditer(text)):
         if n == MAX_TOKENS:
-            line = text.count("\n", 0, m.start()) + 1
-            return Span.point(file, line, m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1)
+            return Span.point(file, *_position(_line_starts(text), m.start()))
     return None
 
 
@@ -364,8 +367,7 @@ def _brackets_too_deep(text: str, file: str) -> Span | None:
         if tok in _OPENERS:
             depth += 1
             if depth > MAX_DEPTH:
-                line = text.count("\n", 0, m.start()) + 1
-                return Span.point(file, line, m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1)
+                return Span.point(file, *_position(_line_starts(text), m.start()))
         elif tok in ")]}":
             depth = max(0, depth - 1)
     return None
@@ -392,20 +394,30 @@ def _too_deep(items) -> Span | None:
     return None
 
 
-_COMMENT_SCAN = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*')
+_COMMENT_SCAN = re.compile(_STRINGS_AND_COMMENTS)
 
 
 def _comments(text: str):
     """(line, col, text) of every comment; strings are skipped so a '#' inside one is text."""
     out = []
-    line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
-    import bisect
-
+    starts = _line_starts(text)
     for m in _COMMENT_SCAN.finditer(text):
         if m.group().startswith("#"):
-            line = bisect.bisect_right(line_starts, m.start())
-            out.append((line, m.start() - line_starts[line - 1] + 1, m.group()))
+            out.append((*_position(starts, m.start()), m.group()))
     return out
+
+
+def _line_starts(text: str) -> list[int]:
+    """The offset each line starts at (lines end at "\\n" only, as the parser counts)."""
+    return [0] + [m.end() for m in re.finditer("\n", text)]
+
+
+def _position(starts: list[int], offset: int) -> tuple[int, int]:
+    """(line, column), both 1-based, of ``offset``; ``starts`` from :func:`_line_starts`."""
+    import bisect
+
+    line = bisect.bisect_right(starts, offset)
+    return line, offset - starts[line - 1] + 1
 
 
 _DECL_START = re.compile(r"(import\b|[A-Za-z_][A-Za-z0-9_]*\s+[A-Za-z_])")
@@ -425,9 +437,7 @@ _OPENERS = {"(": ")", "[": "]", "{": "}"}
 
 def _unclosed(text: str, line: int, col: int) -> tuple[str, int, int] | None:
     """The innermost bracket still open at (line, col), skipping strings and comments."""
-    import bisect
-
-    line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+    line_starts = _line_starts(text)
     limit = line_starts[line - 1] + col - 1 if line - 1 < len(line_starts) else len(text)
     stack: list[int] = []
     for m in _BRACKET_SCAN.finditer(text, 0, limit):
@@ -439,11 +449,10 @@ def _unclosed(text: str, line: int, col: int) -> tuple[str, int, int] | None:
     if not stack:
         return None
     at = stack[-1]
-    ln = bisect.bisect_right(line_starts, at)
-    return text[at], ln, at - line_starts[ln - 1] + 1
+    return (text[at], *_position(line_starts, at))
 
 
-_BRACKET_SCAN = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[()\[\]{}]')
+_BRACKET_SCAN = re.compile(_STRINGS_AND_COMMENTS + r"|[()\[\]{}]")
 
 
 def _report(e: UnexpectedInput, file: str, diags: Diagnostics, seen: list[tuple[int, int]], text: str = "") -> None:
