@@ -135,10 +135,8 @@ def cmd_report(args) -> int:
 def _report_run(run_dir: str) -> int:
     """Metrics and reports of one run folder; a folder that cannot be reported on is one
     line on stderr naming the file, and EXIT_INPUT."""
-    import json
-
     from xlspec import plan as planmod
-    from xlspec.files import FileReadError, read_regular_file
+    from xlspec.files import FileReadError, JSONContentError, read_json_file
 
     if not os.path.exists(run_dir):
         _err(f"{run_dir}: no such run folder")
@@ -148,24 +146,16 @@ def _report_run(run_dir: str) -> int:
         return EXIT_INPUT
     path = os.path.join(run_dir, "manifest.json")
     try:
-        manifest = json.loads(read_regular_file(path, 64 << 20, "run manifest").decode("utf-8"))
+        manifest = read_json_file(path, 64 << 20, "run manifest")
     except FileReadError as e:
         if e.message == "no such file":
             _err(f"{run_dir}: no manifest.json: not a run folder, or its run never finished (`xlspec run` writes one)")
         else:
             _err(f"{path}: {e.message}")
         return EXIT_INPUT
-    except UnicodeDecodeError:
-        _err(f"{path}: not a run manifest: not UTF-8 text; `xlspec run` writes it again")
-        return EXIT_INPUT
-    except RecursionError:
-        _err(f"{path}: not a run manifest: JSON nested too deeply; `xlspec run` writes it again")
-        return EXIT_INPUT
-    except json.JSONDecodeError as e:
-        _err(f"{path}:{e.lineno}:{e.colno}: not a run manifest: invalid JSON: {e.msg}; `xlspec run` writes it again")
-        return EXIT_INPUT
-    except ValueError as e:  # an integer of thousands of digits
-        _err(f"{path}: not a run manifest: {e}; `xlspec run` writes it again")
+    except JSONContentError as e:
+        where = f"{path}:{e.line}:{e.col}" if e.line is not None else path
+        _err(f"{where}: not a run manifest: {e.message}; `xlspec run` writes it again")
         return EXIT_INPUT
     if not isinstance(manifest, dict) or not isinstance(manifest.get("plan"), str):
         _err(f"{path}: not a run manifest: it names no plan; `xlspec run` writes it again")

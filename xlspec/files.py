@@ -73,6 +73,37 @@ class FileReadError(OSError):
         self.message = self.strerror = message
 
 
+class JSONContentError(ValueError):
+    """A file that was read but holds no JSON value: ``message`` says why; ``line`` and
+    ``col`` locate it where known."""
+
+    def __init__(self, message: str, line: int | None = None, col: int | None = None):
+        super().__init__(message)
+        self.message, self.line, self.col = message, line, col
+
+
+def read_json_file(path: str, limit: int, what: str = "file"):
+    """The JSON value of a regular file of at most ``limit`` bytes.  FileReadError when the
+    file cannot be read; JSONContentError when it is not UTF-8 JSON (invalid, nested too
+    deeply, an integer of thousands of digits)."""
+    import json
+
+    raw = read_regular_file(path, limit, what)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise JSONContentError(f"not UTF-8 text (byte {e.start})", line, e.start - raw.rfind(b"\n", 0, e.start)) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise JSONContentError(f"invalid JSON: {e.msg}", e.lineno, e.colno) from None
+    except RecursionError:
+        raise JSONContentError("JSON nested too deeply") from None
+    except ValueError as e:  # an integer of thousands of digits
+        raise JSONContentError(str(e)) from None
+
+
 def size_text(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MiB" if n >= 1024 * 1024 else f"{n:,} bytes"
 

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from .axes import CELL_AXIS_NAMES
-from .files import FileReadError, atomic_write_text, read_regular_file, sha256_file
+from .files import FileReadError, JSONContentError, atomic_write_text, read_json_file, sha256_file
 from .identity import canonical, cell_id, digest, part_digests
 from .spec import AnswerSpec, FieldMap, FramingSpec, MetricSpec, ModelSpec, ModeSpec
 
@@ -218,22 +218,11 @@ def load(path: str) -> Plan:
     or device, not UTF-8, not JSON, not an object, another format, a missing or mistyped
     field) is a :class:`PlanError` naming the file."""
     try:
-        raw = read_regular_file(path, MAX_PLAN_BYTES, "plan file")
+        data = read_json_file(path, MAX_PLAN_BYTES, "plan file")
     except FileReadError as e:
         raise PlanError(e.message, path, unreadable=True) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise PlanError(f"not a plan file: not UTF-8 text (byte {e.start})", path, line, e.start - raw.rfind(b"\n", 0, e.start)) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise PlanError(f"not a plan file: invalid JSON: {e.msg}", path, e.lineno, e.colno) from None
-    except RecursionError:
-        raise PlanError("not a plan file: JSON nested too deeply", path) from None
-    except ValueError as e:  # an integer of thousands of digits
-        raise PlanError(f"not a plan file: {e}", path) from None
+    except JSONContentError as e:
+        raise PlanError(f"not a plan file: {e.message}", path, e.line, e.col) from None
     try:
         return Plan.from_data(data)
     except PlanError as e:
