@@ -6,6 +6,7 @@ are excluded from equality, so ``parse(fmt(x)) == parse(x)`` compares meaning, n
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -186,3 +187,21 @@ class File:
     @property
     def imports(self) -> list[Import]:
         return [i for i in self.items if isinstance(i, Import)]
+
+
+_LEAVES = (Ident, Str, Num, Bool, Comment)
+
+
+def children(node) -> list:
+    """The nodes directly inside ``node`` that can hold other nodes (names and literals are
+    leaves and left out), in source order.  For walks that must not recurse: push these on
+    a stack."""
+    out = []
+    for f in dataclasses.fields(node):
+        if f.name == "span":
+            continue
+        value = getattr(node, f.name)
+        for child in value if isinstance(value, tuple) else (value,):
+            if dataclasses.is_dataclass(child) and not isinstance(child, _LEAVES) and not isinstance(child, Span):
+                out.append(child)
+    return out

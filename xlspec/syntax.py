@@ -375,22 +375,13 @@ def _brackets_too_deep(text: str, file: str) -> Span | None:
 
 def _too_deep(items) -> Span | None:
     """The span of the first node nested deeper than MAX_DEPTH, or None.  Iterative."""
-    import dataclasses
-
     stack = [(item, 0, None) for item in reversed(items)]
     while stack:
         node, depth, where = stack.pop()
         span = getattr(node, "span", None) or where
         if depth > MAX_DEPTH:
             return span
-        for f in dataclasses.fields(node):
-            if f.name == "span":
-                continue
-            value = getattr(node, f.name)
-            children = value if isinstance(value, tuple) else (value,)
-            for child in reversed(children):
-                if dataclasses.is_dataclass(child) and not isinstance(child, (ast.Ident, ast.Str, ast.Num, ast.Bool, Span)):
-                    stack.append((child, depth + 1, span))
+        stack.extend((child, depth + 1, span) for child in reversed(ast.children(node)))
     return None
 
 

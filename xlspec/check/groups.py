@@ -9,8 +9,6 @@ directly or through other groups (it would expand forever).
 
 from __future__ import annotations
 
-import dataclasses
-
 from .. import ast
 from ..diagnostics import Diagnostics
 from .context import span_of
@@ -44,17 +42,14 @@ def _warn_unused(decls: Declarations, well_formed: set[str], diags: Diagnostics)
     used: set[str] = set()
     for kind in decls.by_kind.values():
         for d in kind.values():
-            stack = [d.value, d.body]
+            stack = ast.children(d)
             while stack:
                 node = stack.pop()
                 if isinstance(node, ast.Ref):
                     if node.parts[0].text != d.name.text or d.kind.text != "group":
                         used.add(node.parts[0].text)
                     continue
-                if isinstance(node, tuple):
-                    stack.extend(node)
-                elif dataclasses.is_dataclass(node) and not isinstance(node, (ast.Ident, ast.Str, ast.Num, ast.Bool)):
-                    stack.extend(getattr(node, f.name) for f in dataclasses.fields(node) if f.name != "span")
+                stack.extend(ast.children(node))
     for name, d in mine.items():
         if name not in used:
             diags.warning("W001", f"group `{name}` is never used", d.name.span, hint="use it in a study or a language set, or remove it")
