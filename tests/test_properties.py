@@ -7,6 +7,9 @@
     parse(x)``) and keeps every comment, in order.
 (b) The parser, given arbitrary text or mutations of ``specs/demo.xls``, returns a File or
     None with located diagnostics, and never raises.
+(c) On all of those inputs, the parser's fast table-driven path builds exactly what lark's
+    own parser builds through the same callbacks, spans and comments included, or leaves
+    the input to lark.
 
 The strategies do find faults: breaking fmt on purpose (dropping the parentheses a right
 operand of ``+ - &`` needs, re-indenting triple-quoted strings, attaching comments without
@@ -15,16 +18,18 @@ the ordering rules) makes (a) fail within a few dozen examples.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from lark.exceptions import UnexpectedInput
 
 from xlspec.diagnostics import Diagnostics
 from xlspec.fmt import format_source
-from xlspec.syntax import parse
+from xlspec.syntax import _parse_items, parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 with open(os.path.join(ROOT, "specs", "demo.xls"), encoding="utf-8") as _f:
@@ -265,13 +270,45 @@ def check_formatting(text: str) -> None:
 @example('import ""\n#0\nimport  #\n"" ')
 @example('experiment en = en\n#0\n(  #\n) import "" ')
 def test_fmt_idempotent_and_meaning_preserving(text):
+    check_table_parser_matches_lark(text)
     check_formatting(text)
 
 
 # ---- the parser never raises -------------------------------------------------------------
 
 
+def _nodes_with_spans(items) -> list:
+    """Every node under ``items`` as (type, span, leaf fields), in order: AST equality that
+    does not ignore spans."""
+    out, stack = [], list(reversed(items))
+    while stack:
+        node = stack.pop()
+        leaves = []
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            if isinstance(value, tuple):
+                stack.extend(reversed(value))
+            elif dataclasses.is_dataclass(value) and f.name != "span":
+                stack.append(value)
+            elif f.name != "span":
+                leaves.append((f.name, value))
+        out.append((type(node).__name__, node.span, tuple(leaves)))
+    return out
+
+
+def check_table_parser_matches_lark(text: str) -> None:
+    outcomes = []
+    for table in (True, False):
+        try:
+            items, problems, comments = _parse_items(text, "<t>", table=table)
+            outcomes.append(("parsed", _nodes_with_spans(items), problems, comments))
+        except UnexpectedInput as e:
+            outcomes.append((type(e).__name__, e.line, e.column))
+    assert outcomes[0] == outcomes[1]
+
+
 def check_parse_total(text: str) -> None:
+    check_table_parser_matches_lark(text)
     diags = Diagnostics()
     tree = parse(text, "<t>", diags)
     if tree is not None:
@@ -342,8 +379,7 @@ def test_fmt_total_on_deep_nesting(shape):
 
 @pytest.mark.parametrize("shape", sorted(_DEEP))
 def test_parser_total_on_deep_nesting(shape):
-    """Just past the depth the parser takes, the RecursionError can be raised inside a tree
-    builder callback (lark wraps it in VisitError): still a diagnostic, never an exception."""
+    """Just past the depth the parser takes: still a diagnostic, never an exception."""
     make, deepest = _DEEP[shape], _deepest(shape)
     for n in range(deepest + 1, deepest + 8):
         check_parse_total(make(n))
@@ -382,3 +418,25 @@ def test_parser_total_on_mutated_demo(text):
     # Mutants that still parse must format well too.
     if parse(text, "<t>") is not None:
         check_formatting(text)
+
+
+_SPEC_FILES = sorted(
+    os.path.relpath(os.path.join(folder, name), ROOT)
+    for sub in ("specs", "tests/fixtures")
+    for folder, _, files in os.walk(os.path.join(ROOT, sub))
+    for name in files
+    if name.endswith(".xls")
+)
+
+
+@pytest.mark.parametrize("path", _SPEC_FILES)
+def test_table_parser_matches_lark_on_every_spec_file(path):
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        check_table_parser_matches_lark(f.read())
+
+
+@pytest.mark.parametrize("text", ["study s { in = 3 }", "study true", "x y = true-x", "x y { a == 3 }", "x y = a not in b"])
+def test_keywords_the_table_parser_leaves_to_lark(text):
+    """A keyword where only a name fits (lark's contextual lexer reads it as a name) and
+    `==` where only `=` fits: the fast path gives up and lark decides."""
+    check_table_parser_matches_lark(text)

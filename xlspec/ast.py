@@ -7,6 +7,7 @@ are excluded from equality, so ``parse(fmt(x)) == parse(x)`` compares meaning, n
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -189,7 +190,13 @@ class File:
         return [i for i in self.items if isinstance(i, Import)]
 
 
-_LEAVES = (Ident, Str, Num, Bool, Comment)
+_BRANCHES = frozenset({Ref, KwArg, Call, ListExpr, Entry, MapExpr, BinOp, Not, Setting, Block, Decl, Import, File})
+"""Nodes that can hold other nodes; names, literals and comments are leaves."""
+
+
+@functools.cache
+def _child_fields(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name != "span")
 
 
 def children(node) -> list:
@@ -197,11 +204,9 @@ def children(node) -> list:
     leaves and left out), in source order.  For walks that must not recurse: push these on
     a stack."""
     out = []
-    for f in dataclasses.fields(node):
-        if f.name == "span":
-            continue
-        value = getattr(node, f.name)
-        for child in value if isinstance(value, tuple) else (value,):
-            if dataclasses.is_dataclass(child) and not isinstance(child, _LEAVES) and not isinstance(child, Span):
+    for name in _child_fields(node.__class__):
+        value = getattr(node, name)
+        for child in value if value.__class__ is tuple else (value,):
+            if child.__class__ in _BRANCHES:
                 out.append(child)
     return out

@@ -31,7 +31,6 @@ import bisect
 import sys
 from dataclasses import dataclass
 
-from lark.exceptions import VisitError
 
 from . import ast
 from .diagnostics import Diagnostics, Span
@@ -653,13 +652,7 @@ def _quote(s: str) -> str:
 def format_source(text: str, path: str = "<string>", diags: Diagnostics | None = None) -> str | None:
     """The canonical layout of ``text``; None when it has syntax errors (added to ``diags``)."""
     diags = diags if diags is not None else Diagnostics()
-    try:
-        tree = parse(text, path, diags)
-    except VisitError as e:  # lark wraps a RecursionError raised in syntax's tree builder
-        if not isinstance(e.orig_exc, RecursionError):
-            raise
-        diags.error("E001", "syntax error: input too deeply nested", Span.point(path, 1, 1))
-        return None
+    tree = parse(text, path, diags)
     if tree is None:
         return None
     limit = sys.getrecursionlimit()

@@ -7,13 +7,18 @@ syntax error in a file.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import re
+import threading
 import textwrap
 from importlib import resources
 
-from lark import Lark, Token, Transformer_NonRecursive, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.parse_tree_builder import ExpandSingleChild
+from lark.parsers.lalr_analysis import Shift
 
 from . import ast
 from .diagnostics import Diagnostics, Span
@@ -30,13 +35,6 @@ def grammar_text() -> str:
 def grammar_version() -> str:
     m = re.search(r"GRAMMAR_VERSION = (\d+)", grammar_text())
     return m.group(1) if m else "0"
-
-
-@functools.lru_cache(maxsize=1)
-def _parser() -> Lark:
-    # cache=True keeps the built LALR tables in the temp dir (keyed by grammar and lark version):
-    # building them takes ~0.4 s, loading them ~20 ms.
-    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=True)
 
 
 # Human names for terminals in "expected ..." messages.
@@ -146,17 +144,65 @@ def lone_surrogate(text: str) -> str | None:
     return f"\\u{ord(m.group()):04x}" if m else None
 
 
-# ---- tree -> AST -------------------------------------------------------------------------
+# ---- tokens -> AST -----------------------------------------------------------------------
 
 
-class _Build(Transformer_NonRecursive):
-    """Parse tree -> AST.  Not recursive, so nesting depth cannot exhaust the Python stack;
-    :func:`_too_deep` then bounds the depth the later phases see."""
+class _Paren:
+    """A parenthesised value on the parser's stack.  The value keeps its own span; the node
+    that contains it starts or ends at the bracket, as lark's position propagation has it."""
 
-    def __init__(self, file: str):
-        super().__init__()
-        self.file = file
+    __slots__ = ("node", "span")
+
+    def __init__(self, node, span: Span | None):
+        self.node, self.span = node, span
+
+
+class _Run:
+    """The children of a helper rule (``_item``, lark's ``__list_star_0``...), which the
+    rule that holds it splices into its own children.  Lighter than the Tree lark makes."""
+
+    __slots__ = ("children",)
+
+    def __init__(self, children: list):
+        self.children = children
+
+
+def _bare(value):
+    return value.node if value.__class__ is _Paren else value
+
+
+class _Build(Transformer):
+    """Builds AST nodes while the LALR parser reduces, so no parse tree is made and walked.
+    The grammar is parsed with every token kept, so a node's span runs from its first token
+    (or child node) to its last one, brackets included.  Reductions are not recursive, so no
+    input can exhaust the Python stack; :func:`_too_deep` then bounds the depth the later
+    phases see.  One instance serves the cached parser; :func:`parse` sets ``file`` and
+    ``problems`` under :data:`_PARSE_LOCK`."""
+
+    def __init__(self):
+        super().__init__(visit_tokens=False)
+        self.file = "<string>"
         self.problems: list[tuple[Span, str]] = []
+
+    def _tspan(self, tok: Token) -> Span:
+        return Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column)
+
+    def _span(self, children) -> Span | None:
+        first = children[0]
+        last = children[-1]
+        if first.__class__ is Token:
+            line, col = first.line, first.column
+        elif first.span is None:
+            return None
+        else:
+            line, col = first.span.line, first.span.col
+        if last.__class__ is Token:
+            end_line, end_col = last.end_line, last.end_column
+        elif last.span is None:
+            return None
+        else:
+            end_line, end_col = last.span.end_line, last.span.end_col
+        return Span(self.file, line, col, end_line, end_col)
 
     def _str(self, tok: Token) -> ast.Str:
         value = decode_string(str(tok))
@@ -165,94 +211,87 @@ class _Build(Transformer_NonRecursive):
             self.problems.append((self._tspan(tok), f"the escape {bad} is half of a surrogate pair and not a character"))
         return ast.Str(value, str(tok), self._tspan(tok))
 
-    def _span(self, meta) -> Span | None:
-        if getattr(meta, "empty", True):
-            return None
-        return Span(self.file, meta.line, meta.column, meta.end_line, meta.end_column)
-
-    def _tspan(self, tok: Token) -> Span:
-        return Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column)
-
     def _ident(self, tok: Token) -> ast.Ident:
         return ast.Ident(str(tok), self._tspan(tok))
 
-    def start(self, items):
-        return list(items)
+    def __default__(self, data, children, meta):
+        if not data.startswith("_"):  # pragma: no cover - a grammar rule without a builder
+            raise NotImplementedError(f"no AST builder for grammar rule {data!r}")
+        return _Run(children)
 
-    @v_args(meta=True)
-    def import_stmt(self, meta, children):
-        (tok,) = children
-        return ast.Import(self._str(tok), self._span(meta))
+    def start(self, children):
+        return [_bare(c) for c in children]
 
-    @v_args(meta=True)
-    def decl(self, meta, children):
-        kind, name, title, value, body = children
-        t = self._str(title) if title is not None else None
-        return ast.Decl(self._ident(kind), self._ident(name), t, value, body, self._span(meta))
+    def import_stmt(self, children):  # "import" STRING
+        return ast.Import(self._str(children[1]), self._span(children))
 
-    @v_args(meta=True)
-    def block(self, meta, children):
-        return ast.Block(tuple(children), self._span(meta))
+    def decl(self, children):  # NAME NAME [STRING] ["=" value] [block]
+        title = value = body = None
+        i, n = 2, len(children)
+        if i < n and children[i].__class__ is Token and children[i].type == "STRING":
+            title = self._str(children[i])
+            i += 1
+        if i < n and children[i].__class__ is Token and children[i].type == "EQUAL":
+            value = _bare(children[i + 1])
+            i += 2
+        if i < n:
+            body = children[i]
+        return ast.Decl(self._ident(children[0]), self._ident(children[1]), title, value, body, self._span(children))
 
-    @v_args(meta=True)
-    def setting(self, meta, children):
-        key, value = children
-        return ast.Setting(self._ident(key), value, self._span(meta))
+    def block(self, children):  # "{" setting* "}"
+        return ast.Block(tuple(children[1:-1]), self._span(children))
 
-    @v_args(meta=True)
-    def string(self, meta, children):
-        (tok,) = children
-        return self._str(tok)
+    def setting(self, children):  # NAME "=" value
+        return ast.Setting(self._ident(children[0]), _bare(children[2]), self._span(children))
 
-    @v_args(meta=True)
-    def number(self, meta, children):
-        (tok,) = children
+    def string(self, children):
+        return self._str(children[0])
+
+    def number(self, children):
+        tok = children[0]
         return ast.Num(float(tok), str(tok), self._tspan(tok))
 
-    @v_args(meta=True)
-    def true(self, meta, children):
-        return ast.Bool(True, self._span(meta))
+    def true(self, children):
+        return ast.Bool(True, self._tspan(children[0]))
 
-    @v_args(meta=True)
-    def false(self, meta, children):
-        return ast.Bool(False, self._span(meta))
+    def false(self, children):
+        return ast.Bool(False, self._tspan(children[0]))
 
-    @v_args(meta=True)
-    def ref(self, meta, children):
-        *parts, index = children
-        return ast.Ref(tuple(self._ident(p) for p in parts), self._ident(index) if index is not None else None, self._span(meta))
+    def atom(self, children):  # "(" value ")": the only `?atom` alternative with three tokens
+        return _Paren(_bare(children[1]), self._span(children))
 
-    @v_args(meta=True)
-    def call(self, meta, children):
-        func, *args = children
-        args = [a for a in args if a is not None]
-        return ast.Call(self._ident(func), tuple(args), self._span(meta))
+    def ref(self, children):  # NAME ("." NAME)* ["[" NAME "]"]
+        parts, index = [], None
+        for i, tok in enumerate(children):
+            if tok.type == "LSQB":
+                index = self._ident(children[i + 1])
+                break
+            if tok.type == "NAME":
+                parts.append(self._ident(tok))
+        return ast.Ref(tuple(parts), index, self._span(children))
 
-    @v_args(meta=True)
-    def kwarg(self, meta, children):
-        name, value = children
-        return ast.KwArg(self._ident(name), value, self._span(meta))
+    def call(self, children):  # NAME "(" [arg ("," arg)* [","]] ")"
+        args = tuple(_bare(a) for a in children[2:-1] if a.__class__ is not Token)
+        return ast.Call(self._ident(children[0]), args, self._span(children))
 
-    @v_args(meta=True)
-    def list(self, meta, children):
-        return ast.ListExpr(tuple(c for c in children if c is not None), self._span(meta))
+    def kwarg(self, children):  # NAME "=" value
+        return ast.KwArg(self._ident(children[0]), _bare(children[2]), self._span(children))
 
-    @v_args(meta=True)
-    def map(self, meta, children):
-        return ast.MapExpr(tuple(c for c in children if c is not None), self._span(meta))
+    def list(self, children):
+        return ast.ListExpr(tuple(_bare(c) for c in children[1:-1] if c.__class__ is not Token), self._span(children))
 
-    @v_args(meta=True)
-    def entry(self, meta, children):
-        key, value = children
+    def map(self, children):
+        return ast.MapExpr(tuple(c for c in children[1:-1] if c.__class__ is not Token), self._span(children))
+
+    def entry(self, children):  # (NAME | STRING) ":" value
+        key = children[0]
         quoted = key.type == "STRING"
         text = self._str(key).value if quoted else str(key)
-        return ast.Entry(ast.Ident(text, self._tspan(key)), value, quoted, self._span(meta))
+        return ast.Entry(ast.Ident(text, self._tspan(key)), _bare(children[2]), quoted, self._span(children))
 
     def _bin(op):
-        @v_args(meta=True)
-        def build(self, meta, children):
-            left, right = children
-            return ast.BinOp(op, left, right, self._span(meta))
+        def build(self, children):  # left OP right, where OP may be two tokens (`not in`)
+            return ast.BinOp(op, _bare(children[0]), _bare(children[-1]), self._span(children))
 
         return build
 
@@ -264,15 +303,148 @@ class _Build(Transformer_NonRecursive):
     member = _bin("in")
     not_member = _bin("not in")
 
-    @v_args(meta=True)
-    def compare(self, meta, children):
-        left, op, right = children
-        return ast.BinOp(str(op), left, right, self._span(meta))
+    def compare(self, children):
+        return ast.BinOp(str(children[1]), _bare(children[0]), _bare(children[2]), self._span(children))
 
-    @v_args(meta=True)
-    def not_(self, meta, children):
-        (operand,) = children
-        return ast.Not(operand, self._span(meta))
+    def not_(self, children):
+        return ast.Not(_bare(children[1]), self._span(children))
+
+
+class _TableParser:
+    """The success path of the parse, driven by lark's own LALR tables and terminals.
+
+    lark spends ~20 us a token in its general-purpose lexer and parser loop (a 1 MB spec
+    took 2.2 s); this loop does the same shifts and reductions with the same callbacks in a
+    few.  It lexes with one regex of all terminals in lark's priority order; where that
+    token is not one the current state accepts (an error, or a keyword used as a name, which
+    lark's contextual lexer allows) it gives up and :func:`parse` asks lark, so errors and
+    every corner of the language are exactly lark's."""
+
+    def __init__(self, lark: Lark):
+        inner = lark.parser.parser.parser  # ParsingFrontend -> LALR_Parser -> _Parser
+        table, callbacks = inner.parse_table, inner.callbacks
+        self.start_state = table.start_states["start"]
+        self.end_state = table.end_states["start"]
+        # state -> terminal -> (shift?, next state | rule size, rule name, callback).  Keys
+        # are plain str: lark's are Tokens, whose Python-level __eq__ slows every lookup.
+        self.actions: dict[int, dict[str, tuple]] = {}
+        for state, row in table.states.items():
+            out = self.actions[state] = {}
+            for term, (action, arg) in row.items():
+                if action is Shift:
+                    out[str(term)] = (True, arg, None, None)
+                    continue
+                size, callback = len(arg.expansion), callbacks[arg]
+                if size == 1 and isinstance(callback, ExpandSingleChild):
+                    callback = None  # a one-child `?rule`: the child is the value
+                out[str(term)] = (False, size, str(arg.origin.name), callback)
+        root = lark.parser.lexer.root_lexer
+        terminals = root.scanner.terminals  # lark's order, keywords folded into NAME
+        self.regex = re.compile("|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in terminals), root.g_regex_flags)
+        self.ignore = frozenset(map(str, root.ignore_types))
+        self.multiline = frozenset(map(str, root.newline_types))
+        # NAME -> {"true": "TRUE", ...}: what lark's lexer re-types a matched name to.
+        self.keywords = {str(name): {t.pattern.value: str(t.name) for t in cb.scanner.terminals} for name, cb in root.callback.items()}
+
+    def parse(self, text: str, comments: list):
+        """The start rule's value, or None where lark must decide.  Appends (line, column,
+        text) of each comment to ``comments``."""
+        actions, match, end_state = self.actions, self.regex.match, self.end_state
+        ignore, multiline, keywords = self.ignore, self.multiline, self.keywords
+        new_token = Token._future_new
+        stack, values = [self.start_state], []
+        size, pos, line, line_start = len(text), 0, 1, 0
+        tok = None
+        while True:
+            if pos < size:
+                m = match(text, pos)
+                if m is None:
+                    return None
+                kind, value, end = m.lastgroup, m.group(), m.end()
+                if kind in ignore:
+                    if kind == "COMMENT":
+                        comments.append((line, pos - line_start + 1, value))
+                    elif kind in multiline and "\n" in value:
+                        line += value.count("\n")
+                        line_start = pos + value.rindex("\n") + 1
+                    pos = end
+                    continue
+                if kind in keywords:
+                    kind = keywords[kind].get(value, kind)
+                if kind in multiline and "\n" in value:
+                    end_line, end_start = line + value.count("\n"), pos + value.rindex("\n") + 1
+                else:
+                    end_line, end_start = line, line_start
+                tok = new_token(kind, value, pos, line, pos - line_start + 1, end_line, end - end_start + 1, end)
+                pos, line, line_start = end, end_line, end_start
+            else:
+                kind = "$END"
+            while True:
+                act = actions[stack[-1]].get(kind)
+                if act is None:
+                    return None
+                shift, arg, rule, callback = act
+                if shift:
+                    if kind == "$END":
+                        return None
+                    stack.append(arg)
+                    values.append(tok)
+                    break
+                if callback is None:
+                    del stack[-1]
+                elif arg:
+                    children = values[-arg:]
+                    del stack[-arg:]
+                    del values[-arg:]
+                    values.append(callback(children))
+                else:
+                    values.append(callback([]))
+                stack.append(actions[stack[-1]][rule][1])
+                if kind == "$END" and stack[-1] == end_state:
+                    return values[-1]
+
+
+_BUILD = _Build()
+_PARSE_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> Lark:
+    # cache=True keeps the built LALR tables in the temp dir (keyed by grammar and lark version):
+    # building them takes ~0.4 s, loading them ~20 ms.
+    return Lark(grammar_text(), parser="lalr", keep_all_tokens=True, maybe_placeholders=False, transformer=_BUILD, cache=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _table_parser() -> _TableParser:
+    return _TableParser(_parser())
+
+
+def _parse_items(text: str, file: str, *, table: bool = True) -> tuple[list, list[tuple[Span, str]], list[tuple[int, int, str]]]:
+    """(top-level items, string problems, comments) of ``text``; raises lark's
+    UnexpectedInput.  ``table=False`` skips the fast path (the tests compare the two)."""
+    with _PARSE_LOCK, _gc_paused():
+        _BUILD.file, _BUILD.problems = file, []
+        comments: list[tuple[int, int, str]] = []
+        items = _table_parser().parse(text, comments) if table else None
+        if items is None:
+            _BUILD.problems = []
+            items = _parser().parse(text)
+            comments = _comments(text)
+        return items, _BUILD.problems, comments
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """A megabyte of spec makes a million small objects and no reference cycles: the cyclic
+    collector would walk them again and again (a third of the parse time) for nothing."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 # ---- entry point -------------------------------------------------------------------------
@@ -286,7 +458,7 @@ def parse(text: str, file: str = "<string>", diags: Diagnostics | None = None) -
     diags = diags if diags is not None else Diagnostics()
     comments: list[ast.Comment] = []
     errors: list[tuple[int, int]] = []
-    tree = None
+    items = None
     offset = 0  # the line the current attempt starts at (0-based)
     lines = text.split("\n")
     # Before parsing, bounds the parser would spend long on for nothing.
@@ -301,7 +473,7 @@ def parse(text: str, file: str = "<string>", diags: Diagnostics | None = None) -
     while True:
         chunk = "\n" * offset + "\n".join(lines[offset:])
         try:
-            tree = _parser().parse(chunk)
+            items, problems, found = _parse_items(chunk, file)
             break
         except UnexpectedInput as e:
             _report(e, file, diags, errors, chunk)
@@ -314,22 +486,17 @@ def parse(text: str, file: str = "<string>", diags: Diagnostics | None = None) -
         offset = _next_decl_line(lines, max(resume, offset + 1))
         if offset is None or len(errors) >= _MAX_SYNTAX_ERRORS:
             break
-    if errors or tree is None:
+    if errors or items is None:
         return None
-    for tok in _comments(text):
+    for tok in found:
         comments.append(ast.Comment(tok[2], Span(file, tok[0], tok[1], tok[0], tok[1] + len(tok[2]))))
-    build = _Build(file)
-    try:
-        items = build.transform(tree)
-    except (VisitError, RecursionError):  # pragma: no cover - the builder does not recurse
-        diags.error("E001", "syntax error: input too deeply nested", Span.point(file, 1, 1))
-        return None
-    for span, message in build.problems:
+    for span, message in problems:
         diags.error("E001", f"syntax error: {message}", span, hint="write the character itself, or both halves of the pair (\\ud83d\\ude00)")
-    deep = _too_deep(items)
+    with _gc_paused():
+        deep = _too_deep(items)
     if deep is not None:
         diags.error("E001", f"syntax error: nested more than {MAX_DEPTH} levels deep", deep, hint="an operator chain counts one level per operator; use a list: [a, b, c]")
-    if build.problems or deep is not None:
+    if problems or deep is not None:
         return None
     return ast.File(tuple(items), file, tuple(comments))
 
@@ -344,8 +511,8 @@ _STRINGS_AND_COMMENTS = r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\
 
 
 MAX_TOKENS = 100_000
-"""Parsing costs ~50 us a token on a slow machine: a file the size of a hundred example
-specs still parses in seconds, and a megabyte of `en, en, ...` is refused at once."""
+"""Parsing costs ~7 us a token on a slow machine (a dense 1 MB spec has ~70,000): the cap
+bounds the time of any input, and a megabyte of `en, en, ...` is refused at once."""
 
 _TOKEN_SCAN = re.compile(_STRINGS_AND_COMMENTS + r"|[A-Za-z_0-9][\w.-]*|\S")
 
