@@ -159,13 +159,14 @@ def test_long_layout_ids_are_unique_per_language_and_partition(project):
         {"id": "a", "lang": "en", "part": "local", "question": "Q?", "targets": ["x"]},
         {"id": "a", "lang": "fr", "part": "local", "question": "Q ?", "targets": ["x"]},
         {"id": "a", "lang": "en", "part": "translated", "question": "Q?", "targets": ["x"]},
+        {"id": "b", "lang": "fr", "part": "translated", "question": "Q ?", "targets": ["x"]},
     ]
     mapping = "id = id  language = lang  partition = part  question = question  targets = targets"
     ok = project(rows, mapping=mapping, study_extra=" partition = [local, translated] ", template="{question}")
     assert ok.spec is not None, ok.text
     bad = project(rows + [{"id": "a", "lang": "fr", "part": "local", "question": "Encore ?", "targets": ["y"]}], mapping=mapping, study_extra=" partition = [local, translated] ", template="{question}")
     _, _, line, _, message, _ = only(bad)
-    assert line == 4 and "on line 2 and line 4 in fr (partition `local`)" in message
+    assert line == 5 and "on line 2 and line 5 in fr (partition `local`)" in message
 
 
 # ---- gold --------------------------------------------------------------------------------------

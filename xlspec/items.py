@@ -87,6 +87,13 @@ def _resolve(fields: dict, mapping: dict, language: str, country: str | None) ->
     return value
 
 
+def partition_of(record: Record, dataset: dict, language: str) -> str | None:
+    """The partition value of an item in a language (``partition = split`` or
+    ``partition = split[lang]``); None where the dataset maps no partition."""
+    part = dataset["fields"].get("partition")
+    return None if part is None else str(_resolve(record.fields, part, language, None))
+
+
 def available(record: Record, dataset: dict, language: str) -> bool:
     """An item exists in a language when every per-language field has a value for it (wide
     layout), or its language column says that language (long layout)."""
@@ -126,7 +133,7 @@ def select(records: list[Record], dataset: dict, language: str, partition: str |
     for r in records:
         if not available(r, dataset, language):
             continue
-        if partition is not None and part is not None and str(_resolve(r.fields, part, language, None)) != partition:
+        if partition is not None and part is not None and partition_of(r, dataset, language) != partition:
             continue
         if any(f is not None and not evaluate(f, r.fields) for f in filters):
             continue

@@ -10,6 +10,9 @@ subset with items.  A cell without items would compile, run and report nothing, 
 - a partition value or subset that selects no item of a dataset in the study's languages is
   E018; where it selects no item of any dataset at all (a misspelt value), the hint offers
   the values the data has;
+- so is a cell that is empty although each of its values has items somewhere: a partition
+  value or subset with items in some of the study's languages but none in another, or a
+  subset with no item in one partition value;
 - two items with one id that meet in one cell because the study has no ``partition`` axis
   are E015 (ids are checked per partition value in the dataset pass).
 
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .. import ast
 from ..diagnostics import Diagnostic, Diagnostics, Span, suggest
 from ..data import short
-from ..items import empty, evaluate, record_languages
+from ..items import empty, evaluate, partition_of, record_languages
 from .context import did_you_mean, items_of, span_of, where as where_text
 from .filters import filter_fields
 
@@ -147,11 +150,13 @@ def check_coverage(
         scoped = [i for i in range(len(recs)) if keep[i] and (langs_of[i] is None or any(lang in langs_of[i] for lang in all_langs))]
         # Partition values: each selects items of the dataset.
         part = ds.fields.get("partition")
+        values_left: list[tuple[str, Span | None]] = []
         if partitions and part is not None and isinstance(part.source, str):
             everywhere = _partition_values(recs, part.source, range(len(recs)))
             in_scope = _partition_values(recs, part.source, scoped)
             for value, span in _written(settings.get("partition"), partitions):
                 if value in in_scope:
+                    values_left.append((value, span))
                     continue
                 if value not in _all_partition_values(scope, datasets):
                     diags.error(
@@ -167,11 +172,13 @@ def check_coverage(
                     )
 
         # Subsets: each selects items of the dataset.
+        subsets_left: list[tuple[str, Span | None, Any]] = []
         for sub, span in _written(settings.get("subset"), subsets or []):
             tree = scope.subsets.get(sub)
             if tree is None or not filter_fields(tree) <= fields_here:
                 continue  # unresolved, or E011: it reads a field this dataset lacks
             if any(_true(tree, recs[i].fields) for i in scoped):
+                subsets_left.append((sub, span, tree))
                 continue
             sdecl = scope.decls["subset"].get(sub)
             notes = [f"subset `{sub}` declared at {where_text(sdecl.name.span)}"] if sdecl is not None else []
@@ -183,6 +190,12 @@ def check_coverage(
                     "E018", f"subset `{sub}` selects no item of dataset `{name}` in study `{study}`'s languages" + (" that `where` keeps" if w is not None else ""),
                     span, context=context, hint="take the subset out of the study, or write `coverage = partial` in the study to keep its cells empty", notes=notes,
                 )
+
+        # Cells: every language with every partition value and subset, not only each of them
+        # in some language of the study.
+        langs_left = [lang for lang in all_langs if lang not in missing and lang not in filtered]
+        if langs_left and (values_left or subsets_left):
+            _cells(study, name, plan, recs, langs_of, scoped, langs_left, values_left, subsets_left, w is not None, context, report)
 
         # Without a partition axis, the partitions of a dataset meet in one cell: their ids
         # must not repeat there.
@@ -209,6 +222,60 @@ def check_coverage(
                 hint="add examples in those languages, lower `shots`, or write `coverage = partial` in the study (those prompts get fewer examples)",
                 notes=[f"study `{study}`" + ("; the pool is also a dataset of the study, and an item is never its own example" if fewshot in datasets else "")],
             )
+
+
+def _cells(study: str, name: str, plan: dict, recs: list, langs_of: list, scoped: list[int], langs: list[str],
+           values: list[tuple[str, Span | None]], subsets: list[tuple[str, Span | None, Any]], filtered: bool,
+           context: Span | None, report: _Report) -> None:
+    """Cells that are empty although each of their axis values has items somewhere in the
+    study: a partition value or subset with items in some of the study's languages but not
+    in this one, or a subset with no item in one partition.  Items are counted the way
+    :func:`xlspec.items.select` picks them."""
+    wanted = set(langs)
+    # (language, partition value or None, subset or None) of every item in scope.
+    found: set[tuple[str, str | None, str | None]] = set()
+    for i in scoped:
+        r = recs[i]
+        here = wanted if langs_of[i] is None else langs_of[i] & wanted
+        subs = [sub for sub, _, tree in subsets if _true(tree, r.fields)] if subsets else [None]
+        for lang in here:
+            value = partition_of(r, plan, lang) if values else None
+            for sub in subs:
+                found.add((lang, value, sub))
+    by_value = {(lang, v) for lang, v, _ in found}
+    by_subset = {(lang, s) for lang, _, s in found}
+    keep = " that `where` keeps" if filtered else ""
+    for value, span in values:
+        lacking = [lang for lang in langs if (lang, value) not in by_value]
+        if lacking:
+            report.gap(
+                "E018", f"partition value `{value}` has no item of dataset `{name}`{keep} in {_named(lacking)}, {_a_language(lacking)} of study `{study}`",
+                span, context=context, hint="take the languages or the value out of the study, or write `coverage = partial` in the study to keep those cells empty",
+                notes=[f"the value has items in {_listed(sorted({lang for lang, v in by_value if v == value}))}"],
+            )
+    for sub, span, _ in subsets:
+        lacking = [lang for lang in langs if (lang, sub) not in by_subset]
+        if lacking:
+            report.gap(
+                "E018", f"subset `{sub}` selects no item of dataset `{name}`{keep} in {_named(lacking)}, {_a_language(lacking)} of study `{study}`",
+                span, context=context, hint="take the languages or the subset out of the study, or write `coverage = partial` in the study to keep those cells empty",
+                notes=[f"the subset has items in {_listed(sorted({lang for lang, s in by_subset if s == sub}))}"],
+            )
+    if not (values and subsets):
+        return
+    for sub, span, _ in subsets:
+        for value, _ in values:
+            lacking = [lang for lang in langs if (lang, value) in by_value and (lang, sub) in by_subset and (lang, value, sub) not in found]
+            if lacking:
+                report.gap(
+                    "E018", f"subset `{sub}` selects no item of dataset `{name}` with partition value `{value}` in {_named(lacking)}, {_a_language(lacking)} of study `{study}`",
+                    span, context=context, hint="take the subset or the value out of the study, or write `coverage = partial` in the study to keep those cells empty",
+                    notes=[],
+                )
+
+
+def _a_language(langs: list[str]) -> str:
+    return "a language" if len(langs) == 1 else "languages"
 
 
 def _true(tree: Any, fields: dict) -> bool:
