@@ -491,6 +491,33 @@ def run_plan(plan_path: str, runs_dir: str = "runs", store_dir: str | None = Non
     return report
 
 
+def stages(plan: Plan, cells: list[Cell]) -> list[list[Cell]]:
+    """``cells`` in groups, in the order they can run: a cell that reads no other cell is in
+    the first; one that reads others comes one group after the last of them."""
+    depth: dict[str, int] = {}
+    by_id = {c.id: c for c in plan.cells}
+
+    def depth_of(cell_id: str) -> int:
+        stack = [cell_id]
+        while stack:
+            top = stack[-1]
+            if top in depth:
+                stack.pop()
+                continue
+            missing = [r for r in by_id[top].reads if r in by_id and r not in depth]
+            if missing:
+                stack.extend(missing)
+                continue
+            depth[top] = 1 + max((depth[r] for r in by_id[top].reads if r in by_id), default=-1)
+            stack.pop()
+        return depth[cell_id]
+
+    groups: dict[int, list[Cell]] = defaultdict(list)
+    for cell in cells:
+        groups[depth_of(cell.id)].append(cell)
+    return [groups[k] for k in sorted(groups)]
+
+
 class _ModelFailed(Exception):
     pass
 
@@ -504,7 +531,7 @@ class _Runner:
         self.progress, self.stop, self.report = progress, stop, report
         self.run_dir = RunDir(runs_dir, plan.experiment)
         self.store = AnswerStore(store_dir or os.path.join(runs_dir, ".store"))
-        self.data = DataCache(plan, plan_path)
+        self.data = DataCache(plan, plan_path, upstream_rows=lambda cell_id: self.run_dir.read_cell(cell_id, limit))
         self.reports: dict[str, ModelReport] = {}
         self.done: set[str] = set()
         """Cells counted done (written without errors, or found written)."""
@@ -528,13 +555,16 @@ class _Runner:
         return rows
 
     def run(self, cells: list[Cell], again: bool = False) -> None:
-        by_model: dict[str, list[Cell]] = defaultdict(list)
-        for cell in cells:
-            by_model[cell.axes["model"]].append(cell)
-        for model in sorted(by_model):
-            if self.stop.requested:
-                return
-            self._run_model(model, by_model[model], again)
+        """Stage by stage (a cell after the cells whose responses it reads), and within a
+        stage model by model, so each model loads once per stage."""
+        for stage in stages(self.plan, cells):
+            by_model: dict[str, list[Cell]] = defaultdict(list)
+            for cell in stage:
+                by_model[cell.axes["model"]].append(cell)
+            for model in sorted(by_model):
+                if self.stop.requested:
+                    return
+                self._run_model(model, by_model[model], again)
 
     def _run_model(self, model: str, cells: list[Cell], again: bool) -> None:
         config = self.configs[model]
@@ -544,12 +574,16 @@ class _Runner:
             mr = self.reports[model] = ModelReport(model, engine, cells=self.cells_of[model])
             self.report.models.append(mr)
         todo: list[tuple[Cell, list[CellRequest]]] = []
+        waiting = 0
         for cell in cells:
             if self.stop.requested:
                 return
             if not again and self.run_dir.has_cell(cell.id, self.limit):
                 mr.cells_done += 1
                 self.done.add(cell.id)
+                continue
+            if any(r not in self.done for r in cell.reads):
+                waiting += 1  # an upstream cell failed or was not reached: the next run
                 continue
             todo.append((cell, cell_requests(self.plan, cell, self.data, self.limit)))
         pending: dict[str, EngineRequest] = {}
@@ -564,7 +598,9 @@ class _Runner:
         mr.requests += requests
         mr.cached += cached
         if todo or not again:
-            self.progress.line(f"[{model}] {len(cells):,} cells ({len(cells) - len(todo):,} done); {requests:,} requests: {cached:,} in the store, {len(pending):,} to compute")
+            self.progress.line(f"[{model}] {len(cells):,} cells ({len(cells) - len(todo) - waiting:,} done); {requests:,} requests: {cached:,} in the store, {len(pending):,} to compute")
+        if waiting:
+            self.progress.line(f"[{model}] {waiting:,} cells wait for upstream cells that are not done; they run in a later run")
         # Cells whose every request is already answered are written without an engine.
         tracker = _Cells(self, mr, engine, todo)
         if not pending or self.stop.requested:

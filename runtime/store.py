@@ -329,6 +329,14 @@ class RunDir:
         just those requests (the others come from the store)."""
         return os.path.exists(self.cell_path(cell_id, limit))
 
+    def read_cell(self, cell_id: str, limit: int | None) -> list[dict] | None:
+        """The rows of a cell written without errors (what a later stage reads), or None."""
+        path = self.cell_path(cell_id, limit)
+        try:
+            return pq.read_table(path).to_pylist()
+        except (OSError, ValueError, pa.ArrowException):
+            return None
+
     def write_cell(self, cell_id: str, limit: int | None, rows: list[dict], complete: bool = True) -> None:
         atomic_write_table(pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA), self.cell_path(cell_id, limit, complete))
         stale = self.cell_path(cell_id, limit, not complete)

@@ -75,6 +75,7 @@ CODES = {
     "E017": "language without items",
     "E018": "subset or partition selects no item",
     "E019": "file outside the spec's folder",
+    "E020": "study reads its own responses",
     "W001": "unused group",
 }
 

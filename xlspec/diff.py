@@ -211,6 +211,10 @@ def diff_plans(old: Plan, new: Plan, old_path: str | None = None, new_path: str 
     shapes = {_prompt_shape(new, c, new_cache) for c in todo}
     old_ids = _request_ids(old, old_path, [c for c in old.cells if _prompt_shape(old, c, old_cache) in shapes])
     new_ids = _request_ids(new, new_path, todo) if old_ids is not None else None
+    if any(c.reads for c in todo):
+        # A downstream cell's requests hold the upstream responses, which the plans do not:
+        # every count is then an estimate.
+        new_ids = None
     seen = set().union(*old_ids.values()) if old_ids else set()
 
     def count(cell: Cell) -> int | None:

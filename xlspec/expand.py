@@ -19,7 +19,7 @@ from . import __version__
 from .answers import ANSWER_KINDS
 from .axes import CELL_AXIS_NAMES
 from .data import Record
-from .identity import PARTS, axis_line, digest, parts_text
+from .identity import PARTS, axis_line, digest, parts_text, reads_text
 from .items import SPECIAL_FIELDS, available, select
 from .languages import country_name_in, name_in
 from .plan import PLAN_FORMAT
@@ -38,6 +38,15 @@ def expand(spec: Spec, records: dict[str, list[Record]], plan_dir: str) -> dict:
     spec_dir = os.path.dirname(spec.path)
     datasets = {}
     for name, ds in sorted(spec.datasets.items()):
+        if ds.study is not None:  # responses(STUDY): its items exist once the study ran
+            datasets[name] = {
+                "format": ds.format,
+                "study": ds.study,
+                "fields": {k: v.model_dump(exclude_none=True) for k, v in sorted(ds.fields.items())},
+                "labels": ds.labels,
+                "scale": list(ds.scale) if ds.scale else None,
+            }
+            continue
         datasets[name] = {
             "format": ds.format,
             "path": os.path.relpath(ds.abs_path, spec_dir).replace(os.sep, "/"),
@@ -91,10 +100,12 @@ def expand(spec: Spec, records: dict[str, list[Record]], plan_dir: str) -> dict:
         }
     plan["names"] = names
     plan["studies"] = studies
+    by_study: dict[str, list[dict]] = {}
+    for sname in _upstream_first(spec):
+        by_study[sname] = list(_cells(plan, spec.studies[sname], counter, by_study))
+        studies[sname]["cells"] = len(by_study[sname])
     for sname in sorted(spec.studies):
-        study_cells = list(_cells(plan, spec.studies[sname], counter))
-        studies[sname]["cells"] = len(study_cells)
-        cells += study_cells
+        cells += by_study[sname]
     plan["totals"] = {
         "cells": len(cells),
         "requests": sum(c["estimate"]["requests"] for c in cells),
@@ -105,6 +116,19 @@ def expand(spec: Spec, records: dict[str, list[Record]], plan_dir: str) -> dict:
     }
     plan["cells"] = cells
     return plan
+
+
+def _upstream_first(spec: Spec) -> list[str]:
+    """Study names, sorted, except that a study comes after those whose responses it reads
+    (the checker refused cycles)."""
+    needs = {
+        name: {spec.datasets[d].study for d in s.datasets if spec.datasets[d].study is not None}
+        for name, s in spec.studies.items()
+    }
+    out: list[str] = []
+    while len(out) < len(needs):
+        out.append(next(n for n in sorted(needs) if n not in out and needs[n] <= set(out)))
+    return out
 
 
 def _axes(study: StudySpec, langs: list[str]) -> dict[str, list]:
@@ -168,7 +192,31 @@ def _text_chars(r: Record, text_fields: list, language: str) -> int:
     return n
 
 
-def _cells(plan: dict, study: StudySpec, counter: _ItemCounter):
+def _upstream_reads(plan: dict, study: StudySpec, upstream_cells: dict[str, list[dict]]) -> dict:
+    """(dataset, language) -> (the ids of the upstream cells a downstream cell reads, an
+    estimate (items, mean characters of an item)) for the study's response datasets.  A
+    downstream cell reads the upstream cells of its language; each of their ``generate``
+    rows is one item."""
+    out: dict = {}
+    for dataset in study.datasets:
+        entry = plan["datasets"][dataset]
+        if entry.get("study") is None:
+            continue
+        up = plan["studies"][entry["study"]]
+        sampled = [a for a in up["answers"] if ANSWER_KINDS[a["kind"]].sampled]
+        for cell in upstream_cells[entry["study"]]:
+            lang = cell["axes"]["language"]
+            ids, rows, chars = out.get((dataset, lang), ([], 0, 0))
+            mode = plan["modes"].get(cell["axes"]["mode"]) if cell["axes"]["mode"] else None
+            samples = up["samples"] if mode is not None and mode["temperature"] > 0 else 1
+            n = cell["items"] * samples * len(sampled)
+            est = cell["estimate"]
+            per_request = (est["prompt_tokens"] + est["output_tokens"]) / max(est["requests"], 1)
+            out[(dataset, lang)] = (ids + [cell["id"]], rows + n, chars + n * per_request * CHARS_PER_TOKEN)
+    return {key: (sorted(ids), (rows, int(chars // max(rows, 1)))) for key, (ids, rows, chars) in out.items()}
+
+
+def _cells(plan: dict, study: StudySpec, counter: _ItemCounter, upstream_cells: dict[str, list[dict]]):
     """The cells of one study, in the spec's order (the axes' order, outermost first).
 
     The hot path of a large compile.  The loops run in the order of the cell id's axis
@@ -206,6 +254,7 @@ def _cells(plan: dict, study: StudySpec, counter: _ItemCounter):
         return hit
 
     answers_d = part("answers")[0]
+    reads_of = _upstream_reads(plan, study, upstream_cells)
     root = hashlib.sha256(axis_line("study", name).encode("utf-8"))
     for model in study.models:
         h_model = root.copy()
@@ -240,23 +289,35 @@ def _cells(plan: dict, study: StudySpec, counter: _ItemCounter):
                                         for seed in study.seeds:
                                             sampling_d, sampling = part("sampling", mode=mode, seed=seed)
                                             key = (items_d, prompt_d, sampling_d, language)
+                                            reads, upstream = reads_of.get((dataset, language), ((), None))
                                             estimate = estimates.get(key)
                                             if estimate is None:
-                                                estimate = estimates[key] = _estimate(items, prompt, sampling, study, counter, items_d, dataset, language, partition, shots, answers)
+                                                estimate = estimates[key] = _estimate(items, prompt, sampling, study, counter, items_d, dataset, language, partition, shots, answers, upstream)
                                             h = h_shots.copy()
                                             h.update(line("seed", seed))
                                             h.update(parts_text({"model": model_d, "prompt": prompt_d, "sampling": sampling_d, "answers": answers_d, "items": items_d, "render": render}).encode("utf-8"))
+                                            if reads:
+                                                h.update(reads_text(reads).encode("utf-8"))
                                             axes = {
                                                 "country": country, "dataset": dataset, "framing": framing, "language": language,
                                                 "mode": mode, "model": model, "partition": partition, "seed": seed,
                                                 "shots": shots, "subset": subset,
                                             }
-                                            yield {"axes": axes, "estimate": estimate[1], "id": h.hexdigest(), "items": estimate[0], "study": name}
+                                            cell = {"axes": axes, "estimate": estimate[1], "id": h.hexdigest(), "items": estimate[0], "study": name}
+                                            if reads:
+                                                cell["reads"] = list(reads)
+                                            yield cell
 
 
 def _estimate(items: dict, prompt: dict, sampling: dict, study: StudySpec, counter: _ItemCounter, items_digest: str,
-              dataset: str, language: str, partition: str | None, shots: int, answers: list):
-    n, mean_chars = counter.count(items_digest, language, dataset, partition, items["filters"], study.limit)
+              dataset: str, language: str, partition: str | None, shots: int, answers: list, upstream: tuple[int, int] | None = None):
+    if items.get("study") is not None:
+        # Upstream rows, not records: the count is the upstream estimate (filters unknown).
+        n, mean_chars = upstream or (0, 0)
+        if study.limit is not None:
+            n = min(n, study.limit)
+    else:
+        n, mean_chars = counter.count(items_digest, language, dataset, partition, items["filters"], study.limit)
     pool_chars = counter.pool_chars(study.fewshot, language, shots) if prompt["fewshot"] else 0
     text_chars = len(prompt["template"]) + len(prompt["instruction"] or "") + len(prompt["system"] or "")
     per_prompt = math.ceil((text_chars + mean_chars + pool_chars) / CHARS_PER_TOKEN)

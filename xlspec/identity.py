@@ -69,13 +69,21 @@ def parts_text(digests: dict) -> str:
     return "\n".join(f"part.{k}={digests[k]}" for k in CELL_PARTS)
 
 
-def cell_id(study: str, axes: dict, digests: dict) -> str:
+def reads_text(reads: list[str]) -> str:
+    """The line a downstream cell's id adds for the upstream cells it reads (none for a cell
+    that reads data files, so their ids are as before stages existed)."""
+    return "\nreads=" + ",".join(reads) if reads else ""
+
+
+def cell_id(study: str, axes: dict, digests: dict, reads: list[str] = ()) -> str:
     """sha256 over the cell's study, axis values and the digests of its parts, as
     ``key=value`` lines in a fixed order (``null`` for an absent axis).  Names, language codes
     and whole numbers cannot hold a newline.  The study is part of the id: two studies with
     the same cross product are two sets of rows.  (The expansion builds the same text level
-    by level, see ``xlspec.expand``; a test keeps the two equal.)"""
-    text = axis_line("study", study) + "".join(axis_line(k, axes[k]) for k in CELL_AXIS_NAMES) + parts_text(digests)
+    by level, see ``xlspec.expand``; a test keeps the two equal.)  A cell that reads another
+    study's responses hashes the ids of the cells it reads: a change upstream is a new
+    downstream cell."""
+    text = axis_line("study", study) + "".join(axis_line(k, axes[k]) for k in CELL_AXIS_NAMES) + parts_text(digests) + reads_text(list(reads))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -137,10 +145,13 @@ def _items_part(plan: dict, study: str, axes: dict) -> dict:
     s = plan["studies"][study]
     ds = plan["datasets"][axes["dataset"]]
     filters = [f for f in (s["where"], plan["subsets"].get(axes["subset"]) if axes["subset"] else None) if f is not None]
-    return {
-        "dataset": axes["dataset"], "sha256": ds["sha256"], "fields": ds["fields"], "labels": ds["labels"],
+    part = {
+        "dataset": axes["dataset"], "sha256": ds.get("sha256"), "fields": ds["fields"], "labels": ds["labels"],
         "partition": axes["partition"], "filters": filters, "limit": s["limit"],
     }
+    if ds.get("study"):  # responses(STUDY): the cell's `reads` name the upstream cells
+        part["study"] = ds["study"]
+    return part
 
 
 PARTS: tuple[tuple[str, tuple[str, ...], Any], ...] = (

@@ -19,12 +19,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .axes import CELL_AXIS_NAMES
 from .data import Record
 from .normalize import normalize_label
 from .prompt import format_options, option_labels
 
 # Mapping names with a meaning of their own; every other mapped name is a template field.
 SPECIAL_FIELDS = frozenset({"id", "gold", "targets", "human", "partition", "language"})
+
+# ---- datasets of another study's responses (responses(STUDY), see xlspec.check.stages) ----
+
+ROW_FIELDS: dict[str, str] = {
+    "prompt": "the prompt the upstream model was sent",
+    "response": "the text the upstream model generated",
+    "parsed_answer": "what the upstream answer parser read from it",
+}
+"""Fields every item of a response dataset has, under these names."""
+
+UPSTREAM_COLUMNS: dict[str, str] = {
+    **{axis: f"the upstream cell's `{axis}`" for axis in CELL_AXIS_NAMES if axis != "language"},
+    "item_id": "the upstream item's id",
+    "sample": "the upstream sample number (samples = N)",
+    "request_id": "the upstream request's id",
+}
+"""What a response dataset's block can map to a name of its own: ``generator = model``."""
+
+RESPONSE_KEY = "key"
+"""The record field of a response dataset that identifies an upstream row (its item id
+downstream): the upstream item id, the upstream cell's axes but its language, and the sample."""
+
 
 LIST_FIELDS = frozenset({"options", "targets", "human"})
 """The mapping names that may be a list of fields (``options = [option_a, option_b]``)."""

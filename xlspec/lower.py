@@ -9,12 +9,14 @@ experiments is computed once, and editing one framing's text changes only its re
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .answers import ANSWER_KINDS
+from .axes import CELL_AXIS_NAMES
 from .data import Record, read_records
 from .identity import request_id
-from .items import ItemView, available, select, view
+from .items import RESPONSE_KEY, ItemView, available, select, view
 from .plan import Cell, Plan
 from .prompt import fill, render
 
@@ -52,20 +54,77 @@ class CellRequest:
     """The plan's answer entry (kind, parser and its arguments)."""
 
 
-class DataCache:
-    """Dataset records by path, read once per run."""
+UpstreamRows = Callable[[str], "list[dict] | None"]
+"""A written cell's result rows by cell id (None: the cell has not run)."""
 
-    def __init__(self, plan: Plan, plan_path: str):
+
+class DataCache:
+    """Dataset records by path, read once per run.  The records of a ``responses(STUDY)``
+    dataset are the upstream cells' ``generate`` rows, read through ``upstream_rows`` (the
+    runtime passes its run folder's reader; without one they have no records)."""
+
+    def __init__(self, plan: Plan, plan_path: str, upstream_rows: UpstreamRows | None = None):
         self.spec_dir = plan.spec_dir(plan_path)
         self.plan = plan
+        self.upstream_rows = upstream_rows
         self._records: dict[str, list[Record]] = {}
+        self._cells = {c.id: c for c in plan.cells}
+        self._values: dict[str, dict[str, dict[str, str]]] = {}
 
-    def records(self, dataset: str) -> list[Record]:
+    def records(self, dataset: str, reads: tuple[str, ...] | list[str] = ()) -> list[Record]:
+        entry = self.plan.datasets[dataset]
+        if entry.study is not None:
+            return self._response_records(reads)
         if dataset not in self._records:
-            entry = self.plan.datasets[dataset]
             path = os.path.normpath(os.path.join(self.spec_dir, entry.path))
             self._records[dataset] = read_records(path, entry.format)[0]
         return self._records[dataset]
+
+    def _response_records(self, reads) -> list[Record]:
+        """One record per ``generate`` row of the upstream cells ``reads``, in their order
+        (see :mod:`xlspec.check.stages` for the fields)."""
+        out: list[Record] = []
+        seen: set[str] = set()
+        for cell_id in reads:
+            rows = self.upstream_rows(cell_id) if self.upstream_rows is not None else None
+            cell = self._cells.get(cell_id)
+            if not rows or cell is None:
+                continue
+            values = self._item_values(cell)
+            # The upstream study's axes but language: what tells its rows of one item apart.
+            axes = self.plan.data["studies"][cell.study]["axes"]
+            tag = "|".join(f"{a}={cell.axes[a]}" for a in CELL_AXIS_NAMES if a in axes and a != "language")
+            for row in rows:
+                if row["answer_kind"] != "generate" or row["error"] is not None:
+                    continue
+                key = f"{row['item_id']}|{tag}|sample={row['sample']}"
+                if key in seen:
+                    continue  # two generate answers of one request: one item
+                seen.add(key)
+                fields = {axis: cell.axes[axis] for axis in CELL_AXIS_NAMES}
+                fields |= values.get(row["item_id"], {})
+                fields |= {
+                    RESPONSE_KEY: key, "language": row["language"], "prompt": row["prompt"], "response": row["response"] or "",
+                    "parsed_answer": row["parsed_answer"], "item_id": row["item_id"], "sample": row["sample"], "request_id": row["request_id"],
+                }
+                out.append(Record(len(out) + 1, fields))
+        return out
+
+    def _item_values(self, cell: Cell) -> dict[str, dict[str, str]]:
+        """item id -> the fields its prompt was filled with, for an upstream cell."""
+        hit = self._values.get(cell.id)
+        if hit is None:
+            parts = self.plan.cell_parts(cell)
+            selection = parts["items"]
+            entry = self.plan.data["datasets"][selection["dataset"]]
+            records = self.records(selection["dataset"], cell.reads)
+            hit = {}
+            for rec in records:
+                if available(rec, entry, cell.axes["language"]):
+                    item = view(rec, entry, cell.axes["language"], cell.axes["country"])
+                    hit.setdefault(item.item_id, item.values)
+            self._values[cell.id] = hit
+        return hit
 
 
 def _fewshot_block(parts: dict, data: DataCache, plan: Plan, cell: Cell, exclude_id: str) -> str:
@@ -97,7 +156,7 @@ def cell_requests(plan: Plan, cell: Cell, data: DataCache, limit: int | None = N
     cap = selection["limit"]
     if limit is not None:
         cap = limit if cap is None else min(cap, limit)
-    records = select(data.records(selection["dataset"]), entry, axes["language"], selection["partition"], selection["filters"], cap)
+    records = select(data.records(selection["dataset"], cell.reads), entry, axes["language"], selection["partition"], selection["filters"], cap)
     prompt_part, sampling = parts["prompt"], parts["sampling"]
     model = parts["model"]
     out: list[CellRequest] = []

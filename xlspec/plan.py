@@ -77,13 +77,16 @@ class PlanSpec(_Model):
 
 class PlanDataset(_Model):
     format: str
-    path: str
-    """Relative to the spec file."""
-    sha256: str
-    records: int
+    path: str = ""
+    """Relative to the spec file (none for ``responses``)."""
+    sha256: str = ""
+    records: int | None = None
+    """How many records the file has (``responses``: known once the upstream study ran)."""
     fields: dict[str, FieldMap]
     labels: str
     scale: tuple[float, float] | None = None
+    study: str | None = None
+    """``responses``: the study whose responses are the items."""
 
 
 class PlanStudy(_Model):
@@ -118,6 +121,9 @@ class Cell(_Model):
     """A value of every cell axis (:data:`xlspec.axes.CELL_AXES`), None where unused."""
     items: int
     estimate: Estimate
+    reads: list[str] = []
+    """The ids of the upstream cells whose responses are this cell's items (a study reading
+    ``responses(STUDY)``); the plan's cells and their ``reads`` form a DAG."""
 
 
 class Totals(_Model):
@@ -251,7 +257,7 @@ def verify(plan: Plan, ids: bool = True) -> None:
         # what is wrong with it (a name the header does not declare, an axis missing).
         try:
             digests, _parts = part_digests(data, cell.study, cell.axes, cache)
-            problem = None if not ids or cell_id(cell.study, cell.axes, digests) == cell.id else "has an id that does not match its content: the plan was edited after it was compiled (or by another version of xlspec)"
+            problem = None if not ids or cell_id(cell.study, cell.axes, digests, cell.reads) == cell.id else "has an id that does not match its content: the plan was edited after it was compiled (or by another version of xlspec)"
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             problem = f"cannot be read: the plan lacks {e}" if isinstance(e, KeyError) else f"cannot be read: {e}"
         if problem is not None:
@@ -263,6 +269,12 @@ def verify(plan: Plan, ids: bool = True) -> None:
             raise PlanError(f"cell {i} ({describe(cell)}) repeats cell {earlier}: the plan was edited after it was compiled; {RECOMPILE}")
         counts[cell.study] = counts.get(cell.study, 0) + 1
     if ids:
+        for i, cell in enumerate(plan.cells, 1):
+            upstream = data["datasets"].get(cell.axes["dataset"], {}).get("study")
+            for read in cell.reads:
+                j = first.get(read)
+                if j is None or plan.cells[j - 1].study != upstream:
+                    raise PlanError(f"cell {i} ({describe(cell)}) reads cell {read[:12]}..., which is not a cell of study `{upstream}` in this plan; {RECOMPILE}")
         for name, study in data["studies"].items():
             if counts.get(name, 0) != study.get("cells"):
                 raise PlanError(f"study `{name}` has {counts.get(name, 0)} cells, but the plan's header says {study.get('cells')}: the plan was edited after it was compiled; {RECOMPILE}")
@@ -341,7 +353,7 @@ def stale_inputs(plan: Plan, plan_path: str) -> list[str]:
     # Spec files by their text (as compiled: line endings do not count), data by its bytes.
     checks = [(spec_path, plan.spec.sha256, True)]
     checks += [(os.path.normpath(os.path.join(spec_dir, i.path)), i.sha256, True) for i in plan.spec.imports]
-    checks += [(os.path.normpath(os.path.join(spec_dir, d.path)), d.sha256, False) for d in plan.datasets.values()]
+    checks += [(os.path.normpath(os.path.join(spec_dir, d.path)), d.sha256, False) for d in plan.datasets.values() if d.format != "responses"]
     changed = []
     for path, want, is_spec in checks:
         try:

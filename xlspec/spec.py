@@ -23,13 +23,15 @@ class FieldMap(_Model):
 
 class DatasetSpec(_Model):
     name: str
-    format: Literal["jsonl", "csv"]
-    path: str = Field(description="as written, relative to the declaring spec file")
+    format: Literal["jsonl", "csv", "responses"]
+    path: str = Field(description="as written, relative to the declaring spec file (empty for responses)")
     abs_path: str = Field(exclude=True)
     sha256: str
     fields: dict[str, FieldMap]
     scale: tuple[float, float] | None = None
     labels: Literal["numbers", "letters"] = "letters"
+    study: str | None = None
+    """``responses(STUDY)``: the upstream study whose responses are the items."""
 
 
 def _setting(default: Any, summary: str, *, identity: bool = True) -> Any:

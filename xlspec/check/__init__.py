@@ -9,7 +9,8 @@ of what the earlier ones produced, run in the order the data needs:
 3. ``resolve_groups`` (groups.py): named groups, before anything that may use one.
 4. ``resolve_language_sets`` (languages.py): language sets, which may use groups;
    ``resolve_countries``: country -> native language.
-5. ``read_datasets`` (datasets.py): data files, read once, and their field mappings.
+5. ``read_datasets`` (datasets.py): data files, read once, and their field mappings;
+   ``read_response_datasets`` (stages.py): datasets made of another study's responses.
 6. ``resolve_framings``, ``resolve_modes`` (framings.py), ``resolve_models`` (models.py),
    ``resolve_subsets`` (filters.py): the declarations a study names.
 7. ``resolve_studies`` (studies.py): each study against all of the above, with its
@@ -41,6 +42,7 @@ from .languages import resolve_countries, resolve_language_sets
 from .load import LoadedFile, load_files
 from .models import resolve_models
 from .reports import resolve_reports
+from .stages import read_response_datasets
 from .studies import Scope, resolve_studies
 from .vocabulary import KINDS, STUDY_SETTINGS
 
@@ -69,6 +71,7 @@ def check_file(path: str, *, allow_outside_data: bool = False) -> CheckResult:
     languages = resolve_language_sets(decls, groups, diags)
     countries = resolve_countries(decls, diags)
     datasets, records = read_datasets(decls, diags, allow_outside_data)
+    read_response_datasets(decls, groups, datasets, diags)
     scope = Scope(
         decls=decls,
         groups=groups,

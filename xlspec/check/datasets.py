@@ -29,6 +29,7 @@ from ..prompt import option_labels
 from ..spec import DatasetSpec, FieldMap
 from .context import did_you_mean, display, span_of, where
 from .declarations import Declarations
+from .stages import responses_call
 from .vocabulary import DATA_FORMATS, FIELD_INDEXES, LABELS
 
 
@@ -38,6 +39,8 @@ def read_datasets(decls: Declarations, diags: Diagnostics, allow_outside_data: b
     datasets: dict[str, DatasetSpec] = {}
     records: dict[str, list[Record]] = {}
     for d in decls["dataset"].values():
+        if responses_call(d) is not None:
+            continue  # another study's responses: stages.py, once the files are read
         got = _dataset(d, decls.folder(d), decls.root.path, allow_outside_data, diags)
         if got is not None:
             datasets[d.name.text], records[d.name.text] = got
@@ -72,7 +75,7 @@ def _dataset(d: ast.Decl, folder: str, root_spec: str, allow_outside_data: bool,
     if not isinstance(v, ast.Call) or v.func.text not in DATA_FORMATS or len(v.args) != 1 or not isinstance(v.args[0], ast.Str):
         if v is not None:
             hint = did_you_mean(v.func.text, DATA_FORMATS, None) if isinstance(v, ast.Call) else None
-            diags.error("E014", 'a dataset is a file: jsonl("path") or csv("path")', span_of(v), hint=hint)
+            diags.error("E014", 'a dataset is a file, jsonl("path") or csv("path"), or a study\'s responses: responses(STUDY)', span_of(v), hint=hint)
         return None
     rel = v.args[0].value
     bad = path_problem(rel)

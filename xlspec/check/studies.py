@@ -26,6 +26,7 @@ from .filters import check_filter_fields, lower_filter
 from .framings import check_templates, template_sources
 from .languages import LanguageSets
 from .metrics import axis_names, resolve_metrics
+from .stages import UpstreamFacts, check_upstream, study_datasets
 from .vocabulary import STUDY_SETTINGS
 
 
@@ -46,14 +47,37 @@ class Scope:
 
 
 def resolve_studies(scope: Scope, diags: Diagnostics) -> dict[str, StudySpec]:
+    """Upstream studies first, so a study reading another's responses can be checked
+    against it (its languages, its answer kinds)."""
     studies: dict[str, StudySpec] = {}
-    for d in scope.decls["study"].values():
-        s = _study(d, scope, diags)
+    asked: dict[str, UpstreamFacts] = {}
+    for d in _upstream_first(scope):
+        s = _study(d, scope, asked, diags)
         if s is not None:
             studies[s.name] = s
     if not scope.decls["study"]:
         diags.error("E013", "no `study` declaration: nothing to run", scope.decls.anchor(), hint="add: study main { model = ... dataset = ... language = ... framing = ... }")
     return studies
+
+
+def _upstream_first(scope: Scope) -> list[ast.Decl]:
+    """Study declarations in declaration order, except that a study comes after the studies
+    whose responses its datasets are (cycles are E020 already: their datasets are not in
+    ``scope.datasets``, so they add no edge here)."""
+    decls = list(scope.decls["study"].values())
+    needs = {
+        d.name.text: {ds.study for n in study_datasets(scope.decls, scope.groups, d.name.text) if (ds := scope.datasets.get(n)) is not None and ds.study}
+        for d in decls
+    }
+    out: list[ast.Decl] = []
+    placed: set[str] = set()
+    while len(out) < len(decls):
+        ready = [d for d in decls if d.name.text not in placed and needs[d.name.text] <= placed | {d.name.text}]
+        if not ready:  # pragma: no cover - a cycle left an edge: keep declaration order
+            ready = [d for d in decls if d.name.text not in placed]
+        out.append(ready[0])
+        placed.add(ready[0].name.text)
+    return out
 
 
 def _names(v: ast.Expr, kind: str, what: str, scope: Scope, diags: Diagnostics) -> list[tuple[str, Span | None]]:
@@ -108,7 +132,7 @@ def _countries(cv: ast.Expr, scope: Scope, diags: Diagnostics) -> dict[str, str]
     return None
 
 
-def _study(d: ast.Decl, scope: Scope, diags: Diagnostics) -> StudySpec | None:
+def _study(d: ast.Decl, scope: Scope, upstream: dict[str, UpstreamFacts], diags: Diagnostics) -> StudySpec | None:
     if d.body is None:
         return None
     settings = _settings(d, diags)
@@ -142,6 +166,8 @@ def _study(d: ast.Decl, scope: Scope, diags: Diagnostics) -> StudySpec | None:
 
     data = [scope.datasets[n] for n in datasets if n in scope.datasets]
     answers = resolve_answers(settings.get("answer"), data, diags)
+    # What a study reading this one's responses is checked against, whatever else fails here.
+    upstream[d.name.text] = UpstreamFacts(all_langs, [a.kind for a in answers])
     _check_engines(models, answers, scope, diags)
     partitions = expect_strings(settings.get("partition"), "partition", diags)
     subsets = [n for n, _ in _names(settings["subset"].value, "subset", "subset", scope, diags)] if "subset" in settings else None
@@ -163,6 +189,7 @@ def _study(d: ast.Decl, scope: Scope, diags: Diagnostics) -> StudySpec | None:
         (f"subset {s}", scope.subsets.get(s), span_of(scope.decls["subset"][s].value) if s in scope.decls["subset"] else None) for s in (subsets or [])
     ]
     check_filter_fields(filters, datasets, scope.records, diags)
+    check_upstream(d, settings, datasets, all_langs, scope, upstream, diags)
     check_coverage(
         d, settings, scope, datasets=datasets, languages=languages, countries=countries, partitions=partitions,
         subsets=subsets, where=where, shots=shots, fewshot=fewshot, diags=diags,

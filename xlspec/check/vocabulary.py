@@ -35,7 +35,7 @@ DECLARATIONS: dict[str, Kind] = {
     "experiment": Kind("the experiment: one per spec, in the top-level file; names build/NAME.plan.json", title=True),
     "languages": Kind("a named language set: codes in a list, other sets, set algebra (a + b, a - b, a & b)", value=True),
     "countries": Kind("countries and their native languages: { EG: ar, IR: fa }", value=True),
-    "dataset": Kind('a data file and its field mapping: jsonl("path") or csv("path") { ... }', value=True, body="optional"),
+    "dataset": Kind('a data file and its field mapping, jsonl("path") or csv("path") { ... }, or another study\'s responses: responses(STUDY)', value=True, body="optional"),
     "framing": Kind('a prompt template per language: { en = "..." ar = "..." }', body="required"),
     "mode": Kind("how the model answers: instruction, token budget, sampling", body="required"),
     "model": Kind('a model and its engine: hf("source") or vllm("source"), with settings', value=True, body="optional"),

@@ -1,0 +1,137 @@
+"""Running stages: a judge study reading a generator study's responses, through a real local
+Ray cluster and real Parquet, with the fake engine (tests/support/fake_engine.py) for speed.
+The end-to-end run on the embedded model is in test_run.py.
+
+What a run computed is counted from what the product records: the answer files it added to
+the store and the manifest's ``computed``."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from support import fake_engine  # noqa: F401  (registers the fake engine)
+from xlspec import plan as planmod
+from xlspec.api import compile_file
+from xlspec.runtime.scheduler import Progress, run_plan
+
+ROWS = [
+    {"id": f"q{i}", "question": {"en": f"English question {i}?", "fr": f"Question française {i} ?"}}
+    for i in range(1, 4)
+]
+
+SPEC = """experiment stages "Generate, then judge"
+dataset prompts = jsonl("prompts.jsonl") { id = id  question = question[lang] }
+framing ask { en = "Answer briefly: {question}"  fr = "Répondez : {question}" }
+framing rubric {
+  en = "Question: {question}\\nAnswer: {response}\\nScore 0-4."
+  fr = "Question : {question}\\nRéponse : {response}\\nNote 0-4."
+}
+model writer = hf("builtin:smollm2-135m-instruct")
+model judge_model = hf("builtin:smollm2-135m-instruct") { dtype = float32 }
+study gen { model = writer  dataset = prompts  language = [en, fr]  framing = ask  answer = generate }
+dataset answers = responses(gen) { generator = model }
+study judge { model = judge_model  dataset = answers  language = [en, fr]  framing = rubric  answer = generate }
+"""
+
+GEN_REQUESTS = 2 * len(ROWS)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def compile_to(root, text: str) -> str:
+    (root / "prompts.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS), encoding="utf-8")
+    (root / "stages.xls").write_text(text, encoding="utf-8")
+    result = compile_file(str(root / "stages.xls"), str(root / "build"))
+    assert result.ok, [d.message for d in result.diagnostics]
+    path = str(root / "build" / "stages.plan.json")
+    planmod.write(result.data, path)
+    return path
+
+
+def run(root, path: str, limit: int | None = None) -> tuple[dict, str]:
+    log = io.StringIO()
+    report = run_plan(path, str(root / "runs"), limit=limit, engine_override="fake", progress=Progress(log))
+    with open(os.path.join(report.run_dir, "manifest.json"), encoding="utf-8") as f:
+        manifest = json.load(f)
+    assert report.complete, log.getvalue()
+    return manifest, log.getvalue()
+
+
+def computed(manifest: dict) -> dict[str, int]:
+    return {m: v["computed"] for m, v in manifest["models"].items()}
+
+
+def results(root) -> list[dict]:
+    return pq.read_table(root / "runs" / "stages" / "results.parquet").to_pylist()
+
+
+@pytest.fixture(scope="module")
+def first_run(ray_cluster, tmp_path_factory):
+    root = tmp_path_factory.mktemp("stages")
+    path = compile_to(root, SPEC)
+    manifest, log = run(root, path)
+    return root, path, manifest, log
+
+
+def test_the_judge_runs_after_the_generator_and_reads_its_responses(first_run):
+    root, _path, manifest, log = first_run
+    assert computed(manifest) == {"writer": GEN_REQUESTS, "judge_model": GEN_REQUESTS}
+    # The writer's cells were computed before the judge's were lowered.
+    assert log.index("[writer]") < log.index("[judge_model]")
+    rows = results(root)
+    gen = {(r["language"], r["item_id"]): r for r in rows if r["study"] == "gen"}
+    judged = [r for r in rows if r["study"] == "judge"]
+    assert len(gen) == len(judged) == GEN_REQUESTS
+    for r in judged:
+        item_id, tag = r["item_id"].split("|", 1)
+        upstream = gen[(r["language"], item_id)]
+        assert tag == "model=writer|framing=ask|sample=0" or tag.startswith("model=writer")
+        # The judge's prompt holds the generator's question and its exact response.
+        assert upstream["response"] in r["prompt"]
+        assert ("Question: " if r["language"] == "en" else "Question : ") in r["prompt"]
+
+
+def test_a_rubric_edit_reruns_only_the_judge(first_run, tmp_path):
+    root, _path, _manifest, _log = first_run
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    path = compile_to(copy, SPEC.replace("Score 0-4.", "Give a score from 0 to 4."))
+    manifest, _ = run(copy, path)
+    assert computed(manifest) == {"writer": 0, "judge_model": len(ROWS)}  # the English judgements
+
+
+def test_a_generator_edit_reruns_its_generations_and_their_judgements(first_run, tmp_path):
+    root, _path, _manifest, _log = first_run
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    path = compile_to(copy, SPEC.replace('fr = "Répondez : {question}"', 'fr = "Répondez en un mot : {question}"'))
+    manifest, _ = run(copy, path)
+    assert computed(manifest) == {"writer": len(ROWS), "judge_model": len(ROWS)}  # the French ones
+    again, _ = run(copy, path)
+    assert computed(again) == {"writer": 0, "judge_model": 0}
+
+
+def test_limit_limits_the_upstream_items_and_the_judge_follows(ray_cluster, tmp_path):
+    path = compile_to(tmp_path, SPEC)
+    manifest, _ = run(tmp_path, path, limit=1)
+    assert computed(manifest) == {"writer": 2, "judge_model": 2}
+    rows = pq.read_table(tmp_path / "runs" / "stages" / "results.parquet").to_pylist()
+    assert sorted((r["study"], r["language"]) for r in rows) == [("gen", "en"), ("gen", "fr"), ("judge", "en"), ("judge", "fr")]

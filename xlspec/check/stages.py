@@ -1,0 +1,204 @@
+"""Stages: a dataset made of another study's responses, ``dataset NAME = responses(STUDY)``.
+
+A judge reads what a generator wrote.  Each result row of the upstream study's ``generate``
+answers becomes one item of the dataset (long layout: the row's language is the item's
+language), with these fields:
+
+- ``prompt``, ``response``, ``parsed_answer``: what the upstream model was sent, wrote and
+  what its parser read;
+- the fields the upstream item had (``question``, ...), under the names its dataset mapped;
+- the upstream axes and row values (``model``, ``framing``, ``mode``, ``item_id``,
+  ``sample``, ...) only where the block maps them to a name of their own: ``generator =
+  model``.  The downstream study has axes of its own (its ``model`` is the judge), so an
+  upstream axis always gets a new name.
+
+``read_response_datasets(decls, groups, datasets, diags)`` runs after the data files are read
+(a response dataset's fields include its upstream items' fields), in dependency order, so
+chains of stages work.  A study that reads its own responses, directly or through other
+stages, is E020; ``responses(x)`` naming no study is E003.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from .. import ast
+from ..diagnostics import Diagnostics, Span
+from ..items import RESPONSE_KEY, ROW_FIELDS, SPECIAL_FIELDS, UPSTREAM_COLUMNS
+from ..spec import DatasetSpec, FieldMap
+from .context import did_you_mean, items_of, name_of, span_of, where
+from .declarations import Declarations
+
+RESPONSES = "responses"
+"""The call that makes a dataset of a study's responses."""
+
+def responses_call(d: ast.Decl) -> ast.Call | None:
+    v = d.value
+    return v if isinstance(v, ast.Call) and v.func.text == RESPONSES else None
+
+
+def read_response_datasets(decls: Declarations, groups: dict[str, list[ast.Ref]], datasets: dict[str, DatasetSpec], diags: Diagnostics) -> None:
+    """Add each ``responses(STUDY)`` dataset to ``datasets`` (which holds the file datasets)."""
+    pending = {name: d for name, d in decls["dataset"].items() if responses_call(d) is not None}
+    upstream: dict[str, tuple[str, Span | None]] = {}
+    for name, d in pending.items():
+        call = responses_call(d)
+        study = name_of(call.args[0]) if len(call.args) == 1 and not isinstance(call.args[0], ast.KwArg) else None
+        if study is None:
+            diags.error("E014", "a response dataset names one study: responses(generate)", span_of(call))
+            continue
+        if study not in decls["study"]:
+            diags.error("E003", f"undefined study `{study}`", call.args[0].span, hint=did_you_mean(study, decls["study"], "declare it: study NAME { ... }"))
+            continue
+        upstream[name] = (study, call.args[0].span)
+    reads = {name: study_datasets(decls, groups, study) for name, (study, _) in upstream.items()}
+    cyclic = _cycles(upstream, reads, decls, diags)
+    done: set[str] = set()
+    progress = True
+    while progress:
+        progress = False
+        for name, (study, _) in upstream.items():
+            if name in done or name in cyclic or not all(n in datasets or n not in pending for n in reads[name]):
+                continue
+            done.add(name)
+            progress = True
+            missing = [n for n in reads[name] if n not in datasets]
+            if missing:
+                continue  # the upstream study's data is broken (reported there)
+            spec = _response_dataset(pending[name], study, [datasets[n] for n in reads[name]], diags)
+            if spec is not None:
+                datasets[name] = spec
+
+
+def study_datasets(decls: Declarations, groups: dict[str, list[ast.Ref]], study: str) -> list[str]:
+    """The dataset names a study's ``dataset`` setting writes (groups expanded), read from
+    the declaration: the study itself is resolved later."""
+    d = decls["study"][study]
+    setting = d.body.get("dataset") if d.body is not None else None
+    out: list[str] = []
+    stack = list(reversed(items_of(setting.value))) if setting is not None else []
+    while stack:
+        name = name_of(stack.pop())
+        if name is None:
+            continue
+        if name in groups:
+            stack.extend(reversed(groups[name]))
+        elif name in decls["dataset"] and name not in out:
+            out.append(name)
+    return out
+
+
+def _cycles(upstream: dict[str, tuple[str, Span | None]], reads: dict[str, list[str]], decls: Declarations, diags: Diagnostics) -> set[str]:
+    """Response datasets on a cycle (a dataset -> its study -> that study's datasets -> ...
+    -> the dataset): E020 once per cycle, at the first dataset's ``responses(...)``."""
+    edges = {a: [b for b in reads[a] if b in upstream] for a in upstream}
+    on_cycle: set[str] = set()
+    reported: set[frozenset[str]] = set()
+    for start in sorted(upstream):
+        # Breadth first: the shortest way back to the start, if there is one.
+        came_from: dict[str, str] = {}
+        queue, last = deque([start]), None
+        while queue and last is None:
+            node = queue.popleft()
+            for nxt in edges[node]:
+                if nxt == start:
+                    last = node
+                    break
+                if nxt not in came_from:
+                    came_from[nxt] = node
+                    queue.append(nxt)
+        if last is None:
+            continue
+        path = [last]
+        while path[-1] != start:
+            path.append(came_from[path[-1]])
+        path.reverse()
+        members = frozenset(path)
+        on_cycle |= members
+        if members in reported:
+            continue
+        reported.add(members)
+        chain = " -> ".join(f"dataset `{n}` (responses of study `{upstream[n][0]}`)" for n in path)
+        diags.error(
+            "E020", f"study `{upstream[start][0]}` reads its own responses: {chain} -> dataset `{start}`",
+            upstream[start][1], hint="a study can read the responses of studies that do not read its own",
+            notes=[f"dataset `{n}` declared at {where(decls['dataset'][n].name.span)}" for n in path],
+        )
+    return on_cycle
+
+
+def _response_dataset(d: ast.Decl, study: str, sources: list[DatasetSpec], diags: Diagnostics) -> DatasetSpec | None:
+    # Fields of the upstream items: those every one of the study's datasets maps.
+    item_fields: set[str] | None = None
+    for ds in sources:
+        names = {k for k in ds.fields if k not in SPECIAL_FIELDS}
+        item_fields = names if item_fields is None else item_fields & names
+    columns = set(ROW_FIELDS) | (item_fields or set())
+    fields: dict[str, FieldMap] = {"id": FieldMap(source=RESPONSE_KEY), "language": FieldMap(source="language")}
+    fields |= {name: FieldMap(source=name) for name in sorted(columns)}
+    ok = True
+    for s in d.body.settings if d.body else ():
+        key, v = s.key.text, s.value
+        src = name_of(v)
+        if key in ("id", "language"):
+            diags.error("E014", f"a response dataset's `{key}` is its upstream row's; it cannot be mapped", s.key.span)
+            ok = False
+        elif src is None:
+            diags.error("E014", "a response dataset maps a name to an upstream column: `generator = model`", span_of(v))
+            ok = False
+        elif src in UPSTREAM_COLUMNS or src in columns:
+            fields[key] = FieldMap(source=src)
+        else:
+            choices = sorted(set(UPSTREAM_COLUMNS) | columns)
+            diags.error(
+                "E011", f"the responses of study `{study}` have no column `{src}`", span_of(v),
+                hint=did_you_mean(src, choices, f"columns: {', '.join(choices)}"),
+            )
+            ok = False
+    if not ok:
+        return None
+    return DatasetSpec(name=d.name.text, format=RESPONSES, path="", abs_path="", sha256="", study=study, fields=fields)
+
+
+@dataclass(frozen=True)
+class UpstreamFacts:
+    """What the study pass learnt of a study that another one reads, even where the study
+    itself has errors: its languages and answer kinds."""
+
+    languages: list[str]
+    answer_kinds: list[str]
+
+
+def check_upstream(d: ast.Decl, settings: dict[str, ast.Setting], datasets: list[str], languages: list[str], scope, upstream: dict[str, UpstreamFacts], diags: Diagnostics) -> None:
+    """A study's response datasets against the studies they read: the upstream study
+    generates text, and it asks every language this study asks (E017, a warning under
+    ``coverage = partial``, as a data file lacking a language is)."""
+    from .coverage import coverage_mode
+
+    partial = coverage_mode(settings.get("coverage"), Diagnostics()) == "partial"
+    for name in datasets:
+        ds = scope.datasets.get(name)
+        up = upstream.get(ds.study) if ds is not None and ds.study else None
+        if up is None:
+            continue
+        decl = scope.decls["dataset"][name]
+        call = responses_call(decl)
+        if "generate" not in up.answer_kinds:
+            kinds = ", ".join(dict.fromkeys(up.answer_kinds)) or "none"
+            diags.error(
+                "E014", f"study `{ds.study}` generates no text for dataset `{name}` to read: its answers are {kinds}",
+                span_of(call.args[0]) if call is not None else decl.name.span, hint=f"add `generate` to the answers of study `{ds.study}`",
+            )
+            continue
+        asked = set(up.languages)
+        lacking = [lang for lang in languages if lang not in asked]
+        if not lacking:
+            continue
+        message = f"dataset `{name}` (the responses of study `{ds.study}`) has no items in {', '.join(f'`{x}`' for x in lacking)}, {'a language' if len(lacking) == 1 else 'languages'} of study `{d.name.text}`"
+        notes = [f"study `{ds.study}` asks {', '.join(sorted(asked))}"]
+        span = span_of(settings["language"].value) if "language" in settings else d.name.span
+        if partial:
+            diags.warning("E017", message, span, hint=None)
+        else:
+            diags.error("E017", message, span, context=decl.name.span, hint=f"ask those languages in study `{ds.study}`, take them out of this study, or write `coverage = partial`", notes=notes)
