@@ -24,6 +24,7 @@ The handler only sets a flag, so no ``KeyboardInterrupt`` is ever raised inside 
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import signal
@@ -39,7 +40,7 @@ from xlspec.files import atomic_write_text
 from xlspec.axes import CELL_AXIS_NAMES
 from xlspec.lower import CellRequest, DataCache, EngineRequest, cell_requests
 from xlspec.parsers.base import build as build_parser
-from xlspec.parsers.base import can_refuse
+from xlspec.parsers.base import can_refuse, score_names
 from xlspec.plan import Cell, Plan, PlanError
 from xlspec.prompt import RENDER_VERSION
 
@@ -221,12 +222,18 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
         by_text = dict(zip(req.options, item.labels))
         probs = {by_text.get(k, k): v for k, v in probs.items()} if probs else probs
         logprobs = {by_text.get(k, k): v for k, v in logprobs.items()} if logprobs else logprobs
-    parsed, refused = None, None
+    parsed, refused, scores, invalid = None, None, None, None
     if result.error is None:
         if "text" in kind.provides:
             parser = cr.answer.get("parser")
             parsed = build_parser(parser, cr.answer.get("parser_args"))(result.response or "", item.labels)
             refused = can_refuse(parser) and parsed is None
+            names = score_names(parser, cr.answer.get("parser_args"))
+            if names:  # a rubric: several scores, each valid or an invalid verdict
+                read = parsed or {}
+                scores = {k: read[k] for k in names if read.get(k) is not None}
+                invalid = [k for k in names if read.get(k) is None]
+                parsed = json.dumps(scores, sort_keys=True, ensure_ascii=False) if parsed is not None else None
         else:
             parsed = max(probs, key=probs.get) if probs else None
             refused = False
@@ -243,6 +250,8 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
         "response": result.response,
         "parsed_answer": parsed,
         "refused": refused,
+        "scores": list(scores.items()) if scores else None,
+        "invalid_scores": invalid,
         "option_logprobs": list(logprobs.items()) if logprobs else None,
         "option_probs": list(probs.items()) if probs else None,
         "gold": item.gold,

@@ -29,6 +29,8 @@ RESULTS_SCHEMA = pa.schema(
         ("response", pa.string()),
         ("parsed_answer", pa.string()),
         ("refused", pa.bool_()),
+        ("scores", OPTION_MAP),
+        ("invalid_scores", pa.list_(pa.string())),
         ("option_logprobs", OPTION_MAP),
         ("option_probs", OPTION_MAP),
         ("gold", pa.string()),

@@ -374,6 +374,43 @@ class Columns:
     def isna(self, name: str) -> np.ndarray:
         return self.cached(("isna", name), lambda: pd.isna(self.col(name)).astype(bool))
 
+    def score(self, name: str) -> np.ndarray:
+        """A rubric score per row (the ``scores`` map): NaN where the row has no valid value."""
+
+        def make():
+            out = np.full(self.N, np.nan)
+            for i, m in enumerate(self.col("scores")):
+                if missing(m) if not isinstance(m, (list, tuple, dict, np.ndarray)) else False:
+                    continue
+                for k, v in (m.items() if isinstance(m, dict) else m):
+                    if k == name and not missing(v):
+                        out[i] = float(v)
+            return out
+
+        return self.cached(("score", name), make)
+
+    def rubric_rows(self) -> np.ndarray:
+        """The rows of a rubric parser's answers (``invalid_scores`` is a list there)."""
+
+        def make():
+            col = self.col("invalid_scores")
+            return np.array([i for i, v in enumerate(col) if isinstance(v, (list, tuple, np.ndarray))], dtype=np.int64)
+
+        return self.cached(("rubric_rows",), make)
+
+    def invalid_scores(self, name: str | None = None) -> np.ndarray:
+        """Per row: the rubric verdict is invalid (any score, or the score ``name``)."""
+
+        def make():
+            col = self.col("invalid_scores")
+            out = np.zeros(self.N, dtype=bool)
+            for i, v in enumerate(col):
+                if isinstance(v, (list, tuple, np.ndarray)) and len(v):
+                    out[i] = name is None or name in list(v)
+            return out
+
+        return self.cached(("invalid_scores", name), make)
+
     def numeric(self, name: str) -> np.ndarray:
         """A column as floats: NaN where missing or not a number."""
         return self.cached(("numeric", name), lambda: pd.to_numeric(pd.Series(self.col(name)), errors="coerce").to_numpy(float))

@@ -46,6 +46,7 @@ NEEDS = {
     "scale": "an ordinal scale on the dataset (scale = ordinal(1, 4))",
     "human": "a human distribution on the dataset (human = field, field[country] or a list of fields)",
     "targets": "gold answers on the dataset (gold = field or targets = field)",
+    "scores": "a rubric parser (answer = generate(parser = json_scores(...) or regex_scores(...)))",
 }
 """What each need means, in the words of a diagnostic."""
 
@@ -60,6 +61,9 @@ class Param:
     choices: tuple[str, ...] = ()
     """The values the argument may take, where they are a fixed list (``mean``'s ``field``);
     empty: any value of its kind."""
+    scores: bool = False
+    """The argument may also name a score a rubric parser of the study reads
+    (``mean(grammaticality)``)."""
 
 
 @dataclass(frozen=True)

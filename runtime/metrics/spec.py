@@ -95,7 +95,8 @@ def make_spec(raw) -> Spec:
     for p in info.params:
         if p.name in given and given[p.name] is not None:
             args[p.name] = given[p.name]
-            if p.choices and str(args[p.name]) not in p.choices:
+            # A rubric score is any name but a results column (the checker knows the names).
+            if p.choices and str(args[p.name]) not in p.choices and (not p.scores or _is_results_column(str(args[p.name]))):
                 raise ValueError(f"metric {name!r}: {p.name} = {args[p.name]!r} is not one of {', '.join(p.choices)}")
         elif p.required:
             raise ValueError(f"metric {name!r}: argument {p.name!r} is required")
@@ -129,3 +130,9 @@ def _resolve(specs: list[Spec], ref) -> Spec:
     if not inner.info.per_item:
         raise ValueError(f"{inner.label!r} is not a per-item metric; it cannot be aggregated or compared")
     return inner
+
+
+def _is_results_column(name: str) -> bool:
+    from ..schema import RESULTS_SCHEMA  # pyarrow: imported only where a score is named
+
+    return name in RESULTS_SCHEMA.names

@@ -196,5 +196,17 @@ def _parser_value(parser: str, p: ParserParam, v: ast.Expr, diags: Diagnostics) 
             return v.value
         diags.error("E014", f"parser `{parser}`: `{p.name}` is true or false", span_of(v))
         return None
+    if p.kind == "names":
+        items = list(v.items) if isinstance(v, ast.ListExpr) else [v]
+        names = [i.value if isinstance(i, ast.Str) else i.dotted if isinstance(i, ast.Ref) and i.index is None else None for i in items]
+        if not items or None in names:
+            diags.error("E014", f"parser `{parser}`: `{p.name}` is a name or a list of names: [fluency, coherence]", span_of(v))
+            return None
+        return names
+    if p.kind == "number":
+        if isinstance(v, ast.Num):
+            return v.value
+        diags.error("E014", f"parser `{parser}`: `{p.name}` is a number", span_of(v))
+        return None
     raise TypeError(f"parser {parser!r}: parameter {p.name!r} has an unknown kind {p.kind!r}")  # pragma: no cover
 

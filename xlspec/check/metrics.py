@@ -20,7 +20,7 @@ from typing import Any
 from .. import ast
 from ..answers import ANSWER_KINDS
 from ..diagnostics import Diagnostics
-from ..parsers.base import can_refuse
+from ..parsers.base import can_refuse, score_names
 from ..runtime.metrics.registry import METRICS, NEEDS, MetricInfo, Param, metric_label, per_item_metrics
 from ..spec import AnswerSpec, DatasetSpec, MetricSpec
 from .context import did_you_mean, items_of, name_of, span_of
@@ -40,6 +40,8 @@ def provided_needs(answers: list[AnswerSpec], datasets: list[DatasetSpec]) -> se
     provides: set[str] = set().union(*(ANSWER_KINDS[a.kind].provides for a in answers)) if answers else set()
     if any(a.parser and not can_refuse(a.parser) for a in answers):
         provides.discard("parsed")
+    if any(score_names(a.parser, a.parser_args) for a in answers):
+        provides.add("scores")
     for need, has in DATASET_PROVIDES.items():
         # No dataset could be read (reported where it is declared): what the data provides is
         # unknown, so nothing is reported as missing from it.
@@ -74,10 +76,11 @@ def resolve_metrics(
         return []
     provides = provided_needs(answers, datasets)
     kinds = [a.kind for a in answers]
+    scores = list(dict.fromkeys(n for a in answers for n in score_names(a.parser, a.parser_args)))
     out: list[MetricSpec] = []
     labels: set[str] = set()
     for item in items_of(s.value):
-        m = _metric(item, provides, axes, values, kinds, decls, diags)
+        m = _metric(item, provides, axes, values, kinds, scores, decls, diags)
         if m is not None:
             if m.label in labels:
                 diags.error("E004", f"metric `{m.label}` is listed twice", span_of(item))
@@ -87,7 +90,7 @@ def resolve_metrics(
     return out
 
 
-def _metric(e: ast.Expr, provides: set[str], axes: set[str], values: dict[str, list], kinds: list[str], decls: Declarations, diags: Diagnostics) -> MetricSpec | None:
+def _metric(e: ast.Expr, provides: set[str], axes: set[str], values: dict[str, list], kinds: list[str], scores: list[str], decls: Declarations, diags: Diagnostics) -> MetricSpec | None:
     if isinstance(e, ast.Ref) and e.is_name:
         name, call = e.parts[0].text, None
     elif isinstance(e, ast.Call):
@@ -134,7 +137,7 @@ def _metric(e: ast.Expr, provides: set[str], axes: set[str], values: dict[str, l
             diags.error("E008", f"`{name}`: argument `{pname}` given twice", span_of(val))
             ok = False
             continue
-        got = _argument(name, params[pname], val, axes, values, decls, diags)
+        got = _argument(name, params[pname], val, axes, values, scores, decls, diags)
         if got is None:
             ok = False
         else:
@@ -178,7 +181,7 @@ def _needs(info: MetricInfo, args: dict[str, Any]) -> set[str]:
     return needs
 
 
-def _argument(metric: str, p: Param, val: Any, axes: set[str], values: dict[str, list], decls: Declarations, diags: Diagnostics) -> Any:
+def _argument(metric: str, p: Param, val: Any, axes: set[str], values: dict[str, list], scores: list[str], decls: Declarations, diags: Diagnostics) -> Any:
     """One argument, typed by the parameter's kind; None after an error (reported)."""
     if p.kind == "contrast":
         kw = val
@@ -231,7 +234,7 @@ def _argument(metric: str, p: Param, val: Any, axes: set[str], values: dict[str,
         return val.parts[0].text
     if p.kind in ("source", "field"):
         text = val.dotted if isinstance(val, ast.Ref) and val.index is None else None
-        allowed = p.choices
+        allowed = p.choices + (tuple(s for s in scores if s not in p.choices) if p.scores else ())
         if text is None or (allowed and text not in allowed):
             what = "a value it can compare" if p.kind == "source" else "a field it can read"
             diags.error("E008", f"`{metric}`: `{text or '?'}` is not {what}", span_of(val), hint=did_you_mean(text or "", allowed, f"one of: {', '.join(allowed)}" if allowed else None))

@@ -28,7 +28,8 @@ ParseFn = Callable[[str, list[str]], "str | None"]
 class ParserParam:
     name: str
     kind: str
-    """``string`` (a string literal), ``field`` (a name or dotted path, or a string) or ``bool``."""
+    """``string`` (a string literal), ``field`` (a name or dotted path, or a string),
+    ``names`` (a name or a list of names), ``number`` or ``bool``."""
     summary: str
     required: bool = False
     default: Any = None
@@ -46,6 +47,10 @@ class Parser:
     """``make(**args)`` -> the parse function."""
     can_refuse: bool
     params: tuple[ParserParam, ...] = ()
+    score_names: Callable[..., list[str]] | None = None
+    """A rubric parser: ``score_names(**args)`` -> the scores it reads, and its parse
+    function returns a map from each to a number, or to None where the response gives no
+    valid value for it (an invalid verdict), or None where it gives nothing to read."""
 
     def register(self) -> "Parser":
         return PARSERS.register(self.name, self)
@@ -58,6 +63,17 @@ class Parser:
 def build(name: str | None, args: dict | None = None) -> ParseFn:
     """The parse function a plan's answer entry names (``None``: the text, stripped)."""
     return PARSERS[name or "text"].make(**(args or {}))
+
+
+def score_names(name: str | None, args: dict | None = None) -> list[str]:
+    """The scores a plan's answer entry reads (a rubric parser), else []."""
+    info = PARSERS.get(name) if name else None
+    if info is None or info.score_names is None:
+        return []
+    try:
+        return list(info.score_names(**(args or {})))
+    except (TypeError, ParserArgError):  # arguments the checker refuses (reported there)
+        return []
 
 
 def can_refuse(name: str | None) -> bool:

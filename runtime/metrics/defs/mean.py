@@ -9,6 +9,9 @@ parser (``answer = generate(parser = regex("Score: ([0-4])"))``, ``metrics =
   answer that is not a number is left out, not counted as 0.
 - ``output_tokens``, ``prompt_tokens``, ``latency_ms``: that column of every answer, of any
   kind; missing values are left out.
+- a score a rubric parser of the study reads (``json_scores``, ``regex_scores``):
+  ``mean(grammaticality)``, over the rubric's answers; an invalid verdict for the score is
+  left out (``invalid_rate`` counts it).
 
 Per item, the mean over its answers with a value (several samples, ...); a group's value is
 the mean over every such answer; n = the items with a value.  A group none of whose answers
@@ -31,6 +34,10 @@ def _scores(cols, args):
     if field == "parsed_answer":
         rows, rank = cols.eligible("choice")
         val = cols.choice_numbers()[rows]
+    elif field not in FIELDS:  # a rubric score
+        rows = cols.rubric_rows()
+        rank = np.zeros(len(rows), dtype=int)
+        val = cols.score(field)[rows]
     else:
         rows = np.arange(cols.N)
         rank = np.zeros(cols.N, dtype=int)
@@ -42,7 +49,7 @@ def _scores(cols, args):
 MEAN = MetricInfo(
     name="mean",
     summary="the mean of a numeric value per answer (a parsed score, tokens, latency)",
-    params=(Param("field", "field", default="parsed_answer", summary="the value averaged: " + ", ".join(FIELDS), choices=FIELDS),),
+    params=(Param("field", "field", default="parsed_answer", summary="the value averaged: " + ", ".join(FIELDS) + ", or a score of the study's rubric parser", choices=FIELDS, scores=True),),
     needs=frozenset({"choice"}),
     positional=("field",),
     per_item=True,
