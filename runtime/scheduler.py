@@ -38,6 +38,7 @@ from xlspec import plan as planmod
 from xlspec.answers import ANSWER_KINDS
 from xlspec.files import atomic_write_text
 from xlspec.axes import CELL_AXIS_NAMES
+from xlspec.items import UPSTREAM_COLUMNS, UPSTREAM_REQUEST
 from xlspec.lower import CellRequest, DataCache, EngineRequest, cell_requests
 from xlspec.parsers.base import build as build_parser
 from xlspec.parsers.base import can_refuse, score_names
@@ -237,6 +238,11 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
         else:
             parsed = max(probs, key=probs.get) if probs else None
             refused = False
+    upstream_request, upstream = None, None
+    entry = plan.datasets[cell.axes["dataset"]]
+    if entry.study is not None:  # a judgement: the generation it read, and its mapped axes
+        upstream_request = item.values.get(UPSTREAM_REQUEST)
+        upstream = [(name, item.values.get(name, "")) for name, fm in sorted(entry.fields.items()) if fm.source in UPSTREAM_COLUMNS and name != UPSTREAM_REQUEST]
     return {
         "experiment": plan.experiment,
         "study": cell.study,
@@ -244,6 +250,8 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
         "request_id": req.request_id,
         **{axis: cell.axes[axis] for axis in CELL_AXIS_NAMES},
         "item_id": item.item_id,
+        "upstream_request_id": upstream_request,
+        "upstream": upstream or None,
         "sample": cr.sample,
         "answer_kind": req.kind,
         "prompt": req.prompt,

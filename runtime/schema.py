@@ -24,6 +24,8 @@ RESULTS_SCHEMA = pa.schema(
         ("request_id", pa.string()),
         *(_axis_column(a) for a in CELL_AXES),
         ("item_id", pa.string()),
+        ("upstream_request_id", pa.string()),
+        ("upstream", pa.map_(pa.string(), pa.string())),
         *(_axis_column(a) for a in ROW_AXES),
         ("prompt", pa.string()),
         ("response", pa.string()),

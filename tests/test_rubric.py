@@ -44,8 +44,12 @@ def make_row(parser: str, args: dict, response: str) -> dict:
     from xlspec.items import ItemView
     from xlspec.runtime.scheduler import make_row as make
 
+    class _Dataset:
+        study = None
+
     class _Plan:
         experiment = "e"
+        datasets = {None: _Dataset()}
 
     class _Cell:
         study, id = "judge", "c1"
@@ -91,18 +95,18 @@ def one(out, label, language):
 
 def test_mean_of_a_score_leaves_invalid_verdicts_out_and_invalid_rate_counts_them():
     metrics = [
-        {"name": "mean", "args": {"field": "fluency"}, "label": "mean(fluency)"},
-        {"name": "mean", "args": {"field": "coherence"}, "label": "mean(coherence)"},
+        {"name": "mean", "args": {"field": "fluency"}, "label": "mean(field=fluency)"},
+        {"name": "mean", "args": {"field": "coherence"}, "label": "mean(field=coherence)"},
         {"name": "invalid_rate", "args": {}, "label": "invalid_rate"},
-        {"name": "invalid_rate", "args": {"field": "fluency"}, "label": "invalid_rate(fluency)"},
+        {"name": "invalid_rate", "args": {"field": "fluency"}, "label": "invalid_rate(field=fluency)"},
     ]
     out = compute_metrics(pd.DataFrame(rubric_rows()), metrics, ["language"], n_boot=0)
-    assert one(out, "mean(fluency)", "en")["value"] == pytest.approx(3.0)
-    assert one(out, "mean(fluency)", "fr")["value"] == pytest.approx(1.0) and one(out, "mean(fluency)", "fr")["n"] == 1
-    assert one(out, "mean(coherence)", "en")["value"] == pytest.approx(3.0) and one(out, "mean(coherence)", "en")["n"] == 1
+    assert one(out, "mean(field=fluency)", "en")["value"] == pytest.approx(3.0)
+    assert one(out, "mean(field=fluency)", "fr")["value"] == pytest.approx(1.0) and one(out, "mean(fluency)", "fr")["n"] == 1
+    assert one(out, "mean(field=coherence)", "en")["value"] == pytest.approx(3.0) and one(out, "mean(coherence)", "en")["n"] == 1
     assert one(out, "invalid_rate", "en")["value"] == pytest.approx(0.5)
     assert one(out, "invalid_rate", "fr")["value"] == pytest.approx(0.5) and one(out, "invalid_rate", "fr")["n"] == 2
-    assert one(out, "invalid_rate(fluency)", "en")["value"] == pytest.approx(0.0)
+    assert one(out, "invalid_rate(field=fluency)", "en")["value"] == pytest.approx(0.0)
 
 
 SPEC = """experiment rubric

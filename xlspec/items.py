@@ -44,6 +44,10 @@ UPSTREAM_COLUMNS: dict[str, str] = {
 }
 """What a response dataset's block can map to a name of its own: ``generator = model``."""
 
+UPSTREAM_REQUEST = "upstream_request_id"
+"""The field of a response dataset's item that names the upstream request it came from (the
+results row of a judgement carries it, so a query can join it to the generation)."""
+
 RESPONSE_KEY = "key"
 """The record field of a response dataset that identifies an upstream row (its item id
 downstream): the upstream item id, the upstream cell's axes but its language, and the sample."""

@@ -154,7 +154,9 @@ def cell_requests(plan: Plan, cell: Cell, data: DataCache, limit: int | None = N
     selection = parts["items"]
     entry = plan.data["datasets"][selection["dataset"]]
     cap = selection["limit"]
-    if limit is not None:
+    # `--limit` caps the items of the first stage; a later stage reads every row the limited
+    # upstream cells produced.
+    if limit is not None and not cell.reads:
         cap = limit if cap is None else min(cap, limit)
     records = select(data.records(selection["dataset"], cell.reads), entry, axes["language"], selection["partition"], selection["filters"], cap)
     prompt_part, sampling = parts["prompt"], parts["sampling"]

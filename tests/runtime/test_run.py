@@ -252,3 +252,37 @@ def test_a_model_that_cannot_load_fails_only_its_cells(tmp_path):
     assert "Traceback" not in r.stdout + r.stderr
     df = results(project)
     assert set(df["model"]) == {"smol"} and len(df) == 16
+
+
+def test_a_judge_stage_on_the_embedded_model(tmp_path):
+    """specs/judge_stability.xls on the hf engine, one prompt per language: the generations
+    run first, the judge reads each of them (its exact text in the judge's prompt), and the
+    rubric's verdicts are scores or counted invalid; a re-run computes nothing."""
+    project = new_project(tmp_path)
+    xlspec(["compile", "specs/judge_stability.xls"], cwd=project)
+    before = answer_files(project)
+    r = xlspec(["run", "build/judge_stability.plan.json", "--limit", "1"], cwd=project)
+    log = r.stdout + r.stderr
+    assert log.index("[smol]") < log.index("[judge]"), log
+    df = results(project, "judge_stability")
+    gen, judged = df[df.study == "generate"], df[df.study == "judgement"]
+    assert len(gen) == 8 and len(judged) == 8  # 2 generators x 4 languages x 1 prompt
+    assert (gen.error.isna() & judged.error.isna().values).all()
+    for _, row in judged.iterrows():
+        item_id, tag = row.item_id.split("|", 1)
+        source = gen[(gen.language == row.language) & (gen.item_id == item_id) & (gen.model == tag.split("|")[0].split("=")[1])]
+        assert len(source) == 1, row.item_id
+        assert source.response.iloc[0] in row.prompt
+        scores = dict(row.scores) if row.scores is not None else {}
+        invalid = list(row.invalid_scores)
+        assert sorted(list(scores) + invalid) == sorted(["grammaticality", "readability", "coherence", "fluency"])
+        assert all(0 <= v <= 4 for v in scores.values())
+    # Every generation, and every distinct judge prompt (two generators that wrote the same
+    # dialogue give one judge request), computed once.
+    assert sorted(computed_by(project, before)) == sorted(set(gen.request_id) | set(judged.request_id))
+    assert (judged.upstream_request_id.isin(set(gen.request_id))).all()
+    metrics = pq.read_table(project / "runs" / "judge_stability" / "metrics.parquet").to_pandas()
+    assert {"mean(field=fluency)", "invalid_rate"} <= set(metrics.metric)
+    again = answer_files(project)
+    xlspec(["run", "build/judge_stability.plan.json", "--limit", "1", "--no-report"], cwd=project)
+    assert computed_by(project, again) == []

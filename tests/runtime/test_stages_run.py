@@ -104,8 +104,11 @@ def test_the_judge_runs_after_the_generator_and_reads_its_responses(first_run):
         item_id, tag = r["item_id"].split("|", 1)
         upstream = gen[(r["language"], item_id)]
         assert tag == "model=writer|framing=ask|sample=0" or tag.startswith("model=writer")
-        # The judge's prompt holds the generator's question and its exact response.
+        # The judge's prompt holds the generator's question and its exact response, and the
+        # row names the generation it judged.
         assert upstream["response"] in r["prompt"]
+        assert r["upstream_request_id"] == upstream["request_id"]
+        assert dict(r["upstream"]) == {"generator": "writer"}
         assert ("Question: " if r["language"] == "en" else "Question : ") in r["prompt"]
 
 
@@ -130,8 +133,16 @@ def test_a_generator_edit_reruns_its_generations_and_their_judgements(first_run,
 
 
 def test_limit_limits_the_upstream_items_and_the_judge_follows(ray_cluster, tmp_path):
-    path = compile_to(tmp_path, SPEC)
+    two = SPEC.replace("model = writer ", "model = [writer, judge_model] ")
+    path = compile_to(tmp_path, two)
     manifest, _ = run(tmp_path, path, limit=1)
-    assert computed(manifest) == {"writer": 2, "judge_model": 2}
     rows = pq.read_table(tmp_path / "runs" / "stages" / "results.parquet").to_pylist()
-    assert sorted((r["study"], r["language"]) for r in rows) == [("gen", "en"), ("gen", "fr"), ("judge", "en"), ("judge", "fr")]
+    # 1 item x 2 languages x 2 generators; the judge reads all 4 generations, not 1 a cell
+    assert sorted((r["study"], r["language"], r["model"]) for r in rows) == [
+        ("gen", "en", "judge_model"), ("gen", "en", "writer"), ("gen", "fr", "judge_model"), ("gen", "fr", "writer"),
+        ("judge", "en", "judge_model"), ("judge", "en", "judge_model"), ("judge", "fr", "judge_model"), ("judge", "fr", "judge_model"),
+    ]
+    assert {dict(r["upstream"])["generator"] for r in rows if r["study"] == "judge"} == {"writer", "judge_model"}
+    # (the fake engine answers from the prompt alone, so both generators wrote the same text:
+    # their two judgements of an item are one request)
+    assert computed(manifest) == {"writer": 2, "judge_model": 2 + 2}

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from .. import ast
 from ..diagnostics import Diagnostics, Span
-from ..items import RESPONSE_KEY, ROW_FIELDS, SPECIAL_FIELDS, UPSTREAM_COLUMNS
+from ..items import RESPONSE_KEY, ROW_FIELDS, SPECIAL_FIELDS, UPSTREAM_COLUMNS, UPSTREAM_REQUEST
 from ..spec import DatasetSpec, FieldMap
 from .context import did_you_mean, items_of, name_of, span_of, where
 from .declarations import Declarations
@@ -135,13 +135,15 @@ def _response_dataset(d: ast.Decl, study: str, sources: list[DatasetSpec], diags
         names = {k for k in ds.fields if k not in SPECIAL_FIELDS}
         item_fields = names if item_fields is None else item_fields & names
     columns = set(ROW_FIELDS) | (item_fields or set())
-    fields: dict[str, FieldMap] = {"id": FieldMap(source=RESPONSE_KEY), "language": FieldMap(source="language")}
+    fields: dict[str, FieldMap] = {
+        "id": FieldMap(source=RESPONSE_KEY), "language": FieldMap(source="language"), UPSTREAM_REQUEST: FieldMap(source="request_id"),
+    }
     fields |= {name: FieldMap(source=name) for name in sorted(columns)}
     ok = True
     for s in d.body.settings if d.body else ():
         key, v = s.key.text, s.value
         src = name_of(v)
-        if key in ("id", "language"):
+        if key in ("id", "language", UPSTREAM_REQUEST):
             diags.error("E014", f"a response dataset's `{key}` is its upstream row's; it cannot be mapped", s.key.span)
             ok = False
         elif src is None:
