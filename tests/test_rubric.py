@@ -102,8 +102,8 @@ def test_mean_of_a_score_leaves_invalid_verdicts_out_and_invalid_rate_counts_the
     ]
     out = compute_metrics(pd.DataFrame(rubric_rows()), metrics, ["language"], n_boot=0)
     assert one(out, "mean(field=fluency)", "en")["value"] == pytest.approx(3.0)
-    assert one(out, "mean(field=fluency)", "fr")["value"] == pytest.approx(1.0) and one(out, "mean(fluency)", "fr")["n"] == 1
-    assert one(out, "mean(field=coherence)", "en")["value"] == pytest.approx(3.0) and one(out, "mean(coherence)", "en")["n"] == 1
+    assert one(out, "mean(field=fluency)", "fr")["value"] == pytest.approx(1.0) and one(out, "mean(field=fluency)", "fr")["n"] == 1
+    assert one(out, "mean(field=coherence)", "en")["value"] == pytest.approx(3.0) and one(out, "mean(field=coherence)", "en")["n"] == 1
     assert one(out, "invalid_rate", "en")["value"] == pytest.approx(0.5)
     assert one(out, "invalid_rate", "fr")["value"] == pytest.approx(0.5) and one(out, "invalid_rate", "fr")["n"] == 2
     assert one(out, "invalid_rate(field=fluency)", "en")["value"] == pytest.approx(0.0)
