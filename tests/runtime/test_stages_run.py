@@ -146,3 +146,108 @@ def test_limit_limits_the_upstream_items_and_the_judge_follows(ray_cluster, tmp_
     # (the fake engine answers from the prompt alone, so both generators wrote the same text:
     # their two judgements of an item are one request)
     assert computed(manifest) == {"writer": 2, "judge_model": 2 + 2}
+
+
+# ---- SIGKILL in the middle of the judge stage ---------------------------------------------
+
+DRIVER = """
+import sys, time
+sys.path[:0] = [{tests!r}]
+from support.fake_engine import ANSWERS, FakeEngine
+from xlspec.runtime.engines.base import EngineInfo
+
+class SlowJudge:
+    name = "slow-judge"
+
+    def __init__(self, config):
+        self.fake = FakeEngine(config)
+        self.progress = None
+
+    def run(self, batch):
+        out = []
+        for r in batch:
+            if "Score 0-4" in r.prompt or "Note 0-4" in r.prompt:
+                time.sleep({delay})  # the judge's requests are slow, the generations fast
+            out.append(self.fake._answer(r))
+            if self.progress is not None:
+                self.progress(1)
+        return out
+
+    def close(self):
+        pass
+
+EngineInfo(name="slow-judge", summary="slow judge", load=SlowJudge, answers=ANSWERS, chunk=256).register()
+from xlspec.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+MANY = [{"id": f"q{i}", "question": {"en": f"English question {i}?", "fr": f"Question française {i} ?"}} for i in range(1, 9)]
+
+
+def kill_env() -> dict:
+    return dict(os.environ, XLSPEC_PLAIN_PROGRESS="1", XLSPEC_CHUNK="4", XLSPEC_PART="2")
+
+
+def stage_project(root) -> list[str]:
+    root.mkdir(parents=True)
+    (root / "prompts.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in MANY), encoding="utf-8")
+    (root / "stages.xls").write_text(SPEC, encoding="utf-8")
+    result = compile_file(str(root / "stages.xls"), str(root / "build"))
+    assert result.ok
+    planmod.write(result.data, str(root / "build" / "stages.plan.json"))
+    return ["run", "build/stages.plan.json", "--engine", "slow-judge", "--no-report"]
+
+
+def store_ids(root) -> list[str]:
+    return [rid for f in sorted((root / "runs" / ".store" / "answers").glob("*.parquet")) for rid in pq.read_table(f).column("request_id").to_pylist()]
+
+
+def journaled(root) -> int:
+    folder = root / "runs" / ".store" / "journal"
+    return sum(len(p.read_bytes().splitlines()) for p in folder.glob("*.jsonl")) if folder.exists() else 0
+
+
+def test_sigkill_in_the_judge_stage_loses_nothing(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER.format(tests=tests, delay=0.4), encoding="utf-8")
+    fast = tmp_path / "fast.py"
+    fast.write_text(DRIVER.format(tests=tests, delay=0.0), encoding="utf-8")
+    generations = 2 * len(MANY)
+
+    root = tmp_path / "p"
+    args = stage_project(root)
+    proc = subprocess.Popen([sys.executable, str(script), *args], cwd=root, env=kill_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        # every generation stored, and some judgements answered (sealed or journaled)
+        while time.time() < deadline and proc.poll() is None and len(store_ids(root)) + journaled(root) < generations + 3:
+            time.sleep(0.1)
+        assert proc.poll() is None, "the run ended before the judge stage"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    kept = len(store_ids(root)) + journaled(root)
+    assert generations + 3 <= kept < 2 * generations
+
+    r = subprocess.run([sys.executable, str(fast), *args], cwd=root, env=kill_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    manifest = json.loads((root / "runs" / "stages" / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    # the resumed run computed only what the killed one had not kept; each answer stored once
+    assert sum(m["computed"] for m in manifest["models"].values()) == 2 * generations - kept
+    ids = store_ids(root)
+    assert len(ids) == len(set(ids)) == 2 * generations
+
+    reference_root = tmp_path / "reference"
+    ref_args = stage_project(reference_root)
+    subprocess.run([sys.executable, str(fast), *ref_args], cwd=reference_root, env=kill_env(), check=True, capture_output=True, timeout=300)
+    cols = ["study", "cell_id", "request_id", "item_id", "response", "upstream_request_id"]
+    got = pq.read_table(root / "runs" / "stages" / "results.parquet").to_pandas()[cols].sort_values(["cell_id", "request_id"]).reset_index(drop=True)
+    want = pq.read_table(reference_root / "runs" / "stages" / "results.parquet").to_pandas()[cols].sort_values(["cell_id", "request_id"]).reset_index(drop=True)
+    assert got.equals(want)
