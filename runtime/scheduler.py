@@ -35,7 +35,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from xlspec import plan as planmod
-from xlspec.answers import ANSWER_KINDS
+from xlspec.answers import ANSWER_KINDS, pairwise
 from xlspec.files import atomic_write_text
 from xlspec.axes import CELL_AXIS_NAMES
 from xlspec.items import UPSTREAM_COLUMNS, UPSTREAM_REQUEST
@@ -216,16 +216,16 @@ def engine_config(name: str, plan: Plan, engine_override: str | None, spec_dir: 
 
 def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engine: str, scale) -> dict:
     req, item = cr.request, cr.item
-    kind = ANSWER_KINDS[req.kind]
+    kind = ANSWER_KINDS[cr.answer.get("kind", req.kind)]
     probs, logprobs = result.option_probs, result.option_logprobs
     if kind.request_options == "texts" and item.labels:
         # The engine scored option texts; results speak in option labels.
         by_text = dict(zip(req.options, item.labels))
         probs = {by_text.get(k, k): v for k, v in probs.items()} if probs else probs
         logprobs = {by_text.get(k, k): v for k, v in logprobs.items()} if logprobs else logprobs
-    parsed, refused, scores, invalid = None, None, None, None
+    parsed, refused, scores, invalid, decided = None, None, None, None, None
     if result.error is None:
-        if "text" in kind.provides:
+        if kind.engine == "generate":  # generated text (generate, pairwise), read by a parser
             parser = cr.answer.get("parser")
             parsed = build_parser(parser, cr.answer.get("parser_args"))(result.response or "", item.labels)
             refused = can_refuse(parser) and parsed is None
@@ -235,6 +235,10 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
                 scores = {k: read[k] for k in names if read.get(k) is not None}
                 invalid = [k for k in names if read.get(k) is None]
                 parsed = json.dumps(scores, sort_keys=True, ensure_ascii=False) if parsed is not None else None
+            if kind.name == "pairwise":  # the pick, mapped back through the shown order
+                decided = pairwise.verdict(parsed, cr.order or "ab")
+                scores = {"preference": pairwise.preference(cr.answer, decided)}
+                invalid = [] if decided is not None else ["preference"]
         else:
             parsed = max(probs, key=probs.get) if probs else None
             refused = False
@@ -253,11 +257,13 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
         "upstream_request_id": upstream_request,
         "upstream": upstream or None,
         "sample": cr.sample,
-        "answer_kind": req.kind,
+        "answer_kind": kind.name,
         "prompt": req.prompt,
         "response": result.response,
         "parsed_answer": parsed,
         "refused": refused,
+        "candidate_order": cr.order,
+        "verdict": decided,
         "scores": list(scores.items()) if scores else None,
         "invalid_scores": invalid,
         "option_logprobs": list(logprobs.items()) if logprobs else None,

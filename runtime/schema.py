@@ -31,6 +31,8 @@ RESULTS_SCHEMA = pa.schema(
         ("response", pa.string()),
         ("parsed_answer", pa.string()),
         ("refused", pa.bool_()),
+        ("candidate_order", pa.string()),
+        ("verdict", pa.string()),
         ("scores", OPTION_MAP),
         ("invalid_scores", pa.list_(pa.string())),
         ("option_logprobs", OPTION_MAP),

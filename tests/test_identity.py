@@ -19,7 +19,7 @@ def test_expanded_cell_ids_follow_the_rule(path):
     cache: dict = {}
     for cell in plan.cells:
         digests, _parts = part_digests(plan.data, cell.study, cell.axes, cache)
-        assert cell_id(cell.study, cell.axes, digests) == cell.id, cell
+        assert cell_id(cell.study, cell.axes, digests, cell.reads) == cell.id, cell
 
 
 def test_the_study_is_part_of_the_id():

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .answers import ANSWER_KINDS
+from .answers import ANSWER_KINDS, pairwise
 from .axes import CELL_AXIS_NAMES
 from .data import Record, read_records
 from .identity import request_id
@@ -52,6 +52,8 @@ class CellRequest:
     sample: int
     answer: dict
     """The plan's answer entry (kind, parser and its arguments)."""
+    order: str | None = None
+    """``pairwise``: the order the candidates were shown in (``ab`` or ``ba``)."""
 
 
 UpstreamRows = Callable[[str], "list[dict] | None"]
@@ -164,9 +166,15 @@ def cell_requests(plan: Plan, cell: Cell, data: DataCache, limit: int | None = N
     out: list[CellRequest] = []
     for rec in records:
         item = view(rec, entry, axes["language"], axes["country"])
-        text = _fewshot_block(parts, data, plan, cell, item.item_id) + render(prompt_part["template"], item.values | prompt_part["variables"], prompt_part["instruction"])
+        fewshot = _fewshot_block(parts, data, plan, cell, item.item_id)
+        values = item.values | prompt_part["variables"]
+        plain = fewshot + render(prompt_part["template"], values, prompt_part["instruction"])
         for answer in parts["answers"]:
             kind = ANSWER_KINDS[answer["kind"]]
+            text, order = plain, None
+            if answer["kind"] == "pairwise":
+                candidates, order = pairwise.shown(answer, item.values, item.item_id, sampling["seed"])
+                text = fewshot + render(prompt_part["template"], values | candidates, prompt_part["instruction"])
             if kind.request_options == "texts":
                 options = tuple(item.option_texts)
             else:
@@ -176,7 +184,7 @@ def cell_requests(plan: Plan, cell: Cell, data: DataCache, limit: int | None = N
                 req = EngineRequest(
                     request_id=rid,
                     prompt=text,
-                    kind=kind.name,
+                    kind=kind.engine,
                     options=options,
                     max_tokens=sampling["max_tokens"],
                     temperature=sampling["temperature"],
@@ -185,5 +193,5 @@ def cell_requests(plan: Plan, cell: Cell, data: DataCache, limit: int | None = N
                     chat=model["chat"],
                     system=prompt_part["system"],
                 )
-                out.append(CellRequest(req, item, sample, answer))
+                out.append(CellRequest(req, item, sample, answer, order))
     return out

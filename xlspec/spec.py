@@ -86,6 +86,9 @@ class AnswerSpec(_Model):
     parser_args: dict[str, Any] | None = None
     """The parser's arguments (``regex``: the pattern), absent for parsers that take none."""
     normalize: bool = False
+    args: dict[str, Any] | None = None
+    """Arguments of kinds that take more (``pairwise``: the candidate fields ``a`` and ``b``,
+    the scores of a tie and of an unreadable verdict, ``swap``)."""
 
 
 class MetricSpec(_Model):

@@ -46,7 +46,8 @@ NEEDS = {
     "scale": "an ordinal scale on the dataset (scale = ordinal(1, 4))",
     "human": "a human distribution on the dataset (human = field, field[country] or a list of fields)",
     "targets": "gold answers on the dataset (gold = field or targets = field)",
-    "scores": "a rubric parser (answer = generate(parser = json_scores(...) or regex_scores(...)))",
+    "scores": "a rubric parser (answer = generate(parser = json_scores(...) or regex_scores(...))) or pairwise answers",
+    "pairwise": "pairwise verdicts (answer = pairwise(a = ..., b = ...))",
 }
 """What each need means, in the words of a diagnostic."""
 

@@ -19,12 +19,12 @@ OLD_CATALOG = {
 OLD_ITEM_METRICS = {"accuracy", "exact_match", "token_f1", "chrf", "agreement", "kl", "js", "refusal_rate", "logit_leakage", "language_fidelity"}
 
 
-def test_names_are_the_old_catalog_plus_mean_and_invalid_rate():
-    assert set(METRICS.names()) == OLD_CATALOG | {"mean", "invalid_rate"}
-    assert set(per_item_metrics()) == OLD_ITEM_METRICS | {"mean", "invalid_rate"}
+def test_names_are_the_old_catalog_plus_the_new_metrics():
+    assert set(METRICS.names()) == OLD_CATALOG | {"mean", "invalid_rate", "position_bias"}
+    assert set(per_item_metrics()) == OLD_ITEM_METRICS | {"mean", "invalid_rate", "position_bias"}
 
 
-@pytest.mark.parametrize("name", sorted(OLD_CATALOG | {"mean", "invalid_rate"}))
+@pytest.mark.parametrize("name", sorted(OLD_CATALOG | {"mean", "invalid_rate", "position_bias"}))
 def test_every_metric_is_described_and_computable(name):
     info = METRICS[name]
     assert info.name == name
@@ -78,7 +78,7 @@ def test_fold_rule():
 
 
 def test_report_fields():
-    assert {n for n, m in METRICS.items() if m.share} == {"accuracy", "exact_match", "agreement", "token_f1", "refusal_rate", "logit_leakage", "language_fidelity", "consistency", "invalid_rate"}
+    assert {n for n, m in METRICS.items() if m.share} == {"accuracy", "exact_match", "agreement", "token_f1", "refusal_rate", "logit_leakage", "language_fidelity", "consistency", "invalid_rate", "position_bias"}
     ranked = sorted((m.headline_rank, n) for n, m in METRICS.items() if m.headline_rank is not None)
     assert [n for _, n in ranked][:8] == ["accuracy", "exact_match", "agreement", "token_f1", "chrf", "language_fidelity", "kl", "js"]
 
@@ -96,6 +96,7 @@ def test_what_answer_kinds_provide():
         "generate": frozenset({"choice", "text", "parsed"}),
         "options": frozenset({"choice", "probs"}),
         "loglik": frozenset({"choice", "probs"}),
+        "pairwise": frozenset({"parsed"}),
     }
 
 

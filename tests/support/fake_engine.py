@@ -2,7 +2,8 @@
 shipped with xlspec).
 
 Answers derive from a sha256 of the system prompt and prompt, so every run and every machine
-gives the same results.  The ``fail_marker`` setting (``EngineConfig.settings``) makes every
+gives the same results; a pairwise judge's prompt (one that asks for "[[A]] or [[B]]") is
+always answered "[[A]]", a judge with full position bias.  The ``fail_marker`` setting (``EngineConfig.settings``) makes every
 request whose prompt contains the marker come back with an error, as an engine's failed
 request would.
 
@@ -66,7 +67,8 @@ class FakeEngine:
         digest = hashlib.sha256(f"{r.system}\x00{r.prompt}".encode()).digest()
         if r.kind == "generate":
             pick = r.options[digest[0] % len(r.options)] if r.options else digest.hex()[:12]
-            result.response = f"Answer: {pick}"
+            # A pairwise judge's prompt ("... [[A]] or [[B]] ..."): always the first shown.
+            result.response = "[[A]]" if "[[A]] or [[B]]" in r.prompt else f"Answer: {pick}"
             result.output_tokens = 2
             result.finish_reason = "stop"
             return result

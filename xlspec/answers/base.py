@@ -30,7 +30,8 @@ PROVIDES = {
 class Param:
     name: str
     kind: str
-    """``parser`` (an answer parser, ``option_letter`` or ``regex("...")``) or ``bool``."""
+    """``parser`` (an answer parser, ``option_letter`` or ``regex("...")``), ``bool``,
+    ``field`` (a field the dataset maps) or ``number``."""
     summary: str
     default: Any = None
 
@@ -57,6 +58,17 @@ class AnswerKind:
     """What the engine request carries as options: ``labels`` (A, B, ...) or ``texts``."""
     identity_args: tuple[str, ...] = field(default=())
     """Arguments that change what the engine computes, so they go into the request id."""
+    engine_kind: str | None = None
+    """The kind of request an engine serves for it, where that is another kind's
+    (``pairwise`` is a ``generate`` request whose prompt shows two candidates)."""
+    score_names: tuple[str, ...] = ()
+    """Scores each answer of this kind has in the results' ``scores`` (``pairwise``:
+    ``preference``), which metrics can name like a rubric parser's."""
+
+    @property
+    def engine(self) -> str:
+        """The request kind an engine serves for this answer kind."""
+        return self.engine_kind or self.name
 
     def register(self) -> "AnswerKind":
         return ANSWER_KINDS.register(self.name, self)

@@ -18,6 +18,7 @@ from ..answers import ANSWER_KINDS, kinds_providing
 from ..diagnostics import Diagnostics
 from ..parsers import PARSERS, Parser, ParserParam
 from ..parsers.base import ParserArgError
+from ..items import SPECIAL_FIELDS
 from ..spec import AnswerSpec, DatasetSpec
 from .context import did_you_mean, span_of
 from .vocabulary import OPTIONS_FIELD
@@ -72,11 +73,30 @@ def resolve_answers(s: ast.Setting | None, datasets: list[DatasetSpec], diags: D
                 if given is not None:
                     values["parser"], values["parser_args"] = _parser(given, diags)
                 else:
-                    values["parser"] = _default_parser(datasets, has_options)
+                    values["parser"] = p.default or _default_parser(datasets, has_options)
+            elif p.kind == "field":
+                field = given.parts[0].text if isinstance(given, ast.Ref) and given.is_name else None
+                if given is None:
+                    diags.error("E014", f"`{name}` needs `{p.name}`: {name}({p.name} = <field>)", span_of(t), hint=p.summary)
+                elif field is None:
+                    diags.error("E014", f"`{name}`'s `{p.name}` names a field of the dataset", span_of(given))
+                else:
+                    lacking = [d.name for d in datasets if field not in d.fields or field in SPECIAL_FIELDS]
+                    if lacking:
+                        diags.error("E011", f"dataset `{lacking[0]}` maps no field `{field}` for `{name}`'s `{p.name}`", span_of(given), hint=did_you_mean(field, [k for k in datasets[0].fields if k not in SPECIAL_FIELDS] if datasets else [], None))
+                    values.setdefault("args", {})[p.name] = field
+            elif p.kind == "number":
+                if given is not None and not isinstance(given, ast.Num):
+                    diags.error("E014", f"`{name}`'s `{p.name}` is a number", span_of(given))
+                values.setdefault("args", {})[p.name] = given.value if isinstance(given, ast.Num) else p.default
             elif p.kind == "bool":
                 if given is not None and not isinstance(given, ast.Bool):
                     diags.error("E014", f"`{name}`'s `{p.name}` is true or false", span_of(given))
-                values[p.name] = bool(given.value) if isinstance(given, ast.Bool) else bool(p.default)
+                value = bool(given.value) if isinstance(given, ast.Bool) else bool(p.default)
+                if p.name in AnswerSpec.model_fields:
+                    values[p.name] = value
+                else:
+                    values.setdefault("args", {})[p.name] = value
             else:  # pragma: no cover - a parameter kind the checker cannot read yet
                 raise TypeError(f"answer kind {name!r}: parameter {p.name!r} has an unknown kind {p.kind!r}")
         if kind.needs_options and not has_options:

@@ -40,8 +40,10 @@ def provided_needs(answers: list[AnswerSpec], datasets: list[DatasetSpec]) -> se
     provides: set[str] = set().union(*(ANSWER_KINDS[a.kind].provides for a in answers)) if answers else set()
     if any(a.parser and not can_refuse(a.parser) for a in answers):
         provides.discard("parsed")
-    if any(score_names(a.parser, a.parser_args) for a in answers):
+    if any(score_names(a.parser, a.parser_args) or ANSWER_KINDS[a.kind].score_names for a in answers):
         provides.add("scores")
+    if any(a.kind == "pairwise" for a in answers):
+        provides.add("pairwise")
     for need, has in DATASET_PROVIDES.items():
         # No dataset could be read (reported where it is declared): what the data provides is
         # unknown, so nothing is reported as missing from it.
@@ -76,7 +78,7 @@ def resolve_metrics(
         return []
     provides = provided_needs(answers, datasets)
     kinds = [a.kind for a in answers]
-    scores = list(dict.fromkeys(n for a in answers for n in score_names(a.parser, a.parser_args)))
+    scores = list(dict.fromkeys(n for a in answers for n in (*score_names(a.parser, a.parser_args), *ANSWER_KINDS[a.kind].score_names)))
     out: list[MetricSpec] = []
     labels: set[str] = set()
     for item in items_of(s.value):
@@ -174,6 +176,8 @@ def _metric(e: ast.Expr, provides: set[str], axes: set[str], values: dict[str, l
 def _needs(info: MetricInfo, args: dict[str, Any]) -> set[str]:
     """A metric's needs, with those of the per-item metrics it aggregates or compares."""
     needs = set(info.needs)
+    if any(p.scores and p.choices and args.get(p.name) not in (None, *p.choices) for p in info.params):
+        needs = {"scores"}  # `mean(fluency)`: a score, not a chosen answer
     for p in info.params:
         inner = METRICS.get(args[p.name]) if p.kind == "metric" and p.name in args else None
         if inner is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import ast
+from ..answers import ANSWER_KINDS
 from ..axes import CELL_AXES, CELL_AXIS_NAMES
 from ..data import Record
 from ..diagnostics import Diagnostics, Span
@@ -194,8 +195,9 @@ def _study(d: ast.Decl, scope: Scope, upstream: dict[str, UpstreamFacts], diags:
         d, settings, scope, datasets=datasets, languages=languages, countries=countries, partitions=partitions,
         subsets=subsets, where=where, shots=shots, fewshot=fewshot, diags=diags,
     )
+    shown = {"a", "b"} if any(a.kind == "pairwise" for a in answers) else set()  # the candidates
     check_templates(
-        d, settings["language"], framings, modes, all_langs, template_sources(data, countries is not None) if data_known else None,
+        d, settings["language"], framings, modes, all_langs, template_sources(data, countries is not None) | shown if data_known else None,
         scope.decls, scope.framings, scope.modes, diags,
     )
 
@@ -235,7 +237,8 @@ def _check_engines(models: list[tuple[str, Span | None]], answers: list[AnswerSp
         if engine is None:
             continue
         for kind in dict.fromkeys(a.kind for a in answers):
-            if kind not in engine.answers:
+            served = ANSWER_KINDS[kind].engine if kind in ANSWER_KINDS else kind
+            if served not in engine.answers:
                 able = [n for n, e in ENGINES.items() if kind in e.answers]
                 diags.error(
                     "E009",
