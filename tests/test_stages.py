@@ -224,3 +224,16 @@ def test_any_chain_of_studies_compiles_to_a_dag_with_stable_ids(tmp_path, in_dir
     assert all(d <= 5 for d in depth.values())
     again = compile_text(tmp_path, in_dir, text)
     assert dumps(again.data) == dumps(first.data)
+
+
+def test_diff_names_the_judge_cells_an_edit_changes(tmp_path, in_dir):
+    from xlspec.diff import diff_plans, render_diff_text
+    from xlspec.plan import Plan
+
+    base = compile_text(tmp_path, in_dir, GENERATE + JUDGE).data
+    edited = compile_text(tmp_path, in_dir, GENERATE.replace('fr = "{question}"', 'fr = "Répondez : {question}"') + JUDGE).data
+    d = diff_plans(Plan.from_data(base), Plan.from_data(edited))
+    # the two French generations and the French judge cell that reads them
+    assert sorted((c.study, c.axes["language"]) for c in d.changed) == [("gen", "fr"), ("gen", "fr"), ("judge", "fr")]
+    assert d.reads_upstream and not d.exact
+    assert "estimated: changed cells read other cells' responses" in render_diff_text(d, "a", "b")

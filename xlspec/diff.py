@@ -44,6 +44,9 @@ class PlanDiff:
     new_cells: int
     exact_requests: int | None = None
     """Distinct requests a re-run computes (None where they could not be rebuilt)."""
+    reads_upstream: bool = False
+    """A changed cell reads other cells' responses: its requests cannot be rebuilt from the
+    plans, so the counts are estimates."""
 
     @property
     def differs(self) -> bool:
@@ -211,7 +214,8 @@ def diff_plans(old: Plan, new: Plan, old_path: str | None = None, new_path: str 
     shapes = {_prompt_shape(new, c, new_cache) for c in todo}
     old_ids = _request_ids(old, old_path, [c for c in old.cells if _prompt_shape(old, c, old_cache) in shapes])
     new_ids = _request_ids(new, new_path, todo) if old_ids is not None else None
-    if any(c.reads for c in todo):
+    reads_upstream = any(c.reads for c in todo)
+    if reads_upstream:
         # A downstream cell's requests hold the upstream responses, which the plans do not:
         # every count is then an estimate.
         new_ids = None
@@ -241,7 +245,7 @@ def diff_plans(old: Plan, new: Plan, old_path: str | None = None, new_path: str 
         elif a.sha256 != b.sha256:
             header.append(f"dataset {name}: data file changed ({a.records} -> {b.records} records)")
     exact = None if new_ids is None else len(set().union(*new_ids.values()) - seen) if new_ids else 0
-    return PlanDiff(added, removed, changed, unchanged, header, len(old.cells), len(new.cells), exact)
+    return PlanDiff(added, removed, changed, unchanged, header, len(old.cells), len(new.cells), exact, reads_upstream)
 
 
 def _sortable(key: tuple) -> tuple:
@@ -270,7 +274,8 @@ def render_diff_text(d: PlanDiff, old_name: str, new_name: str) -> str:
     if d.exact:
         lines.append(f"to compute on re-run: {d.rerun_requests:,} requests")
     else:
-        lines.append(f"to compute on re-run: ~{d.rerun_requests:,} requests (~{d.rerun_prompt_tokens:,} prompt tokens; estimated: the data files are not the ones the plan was compiled from)")
+        why = "changed cells read other cells' responses, which the plans do not hold" if d.reads_upstream else "the data files are not the ones the plan was compiled from"
+        lines.append(f"to compute on re-run: ~{d.rerun_requests:,} requests (~{d.rerun_prompt_tokens:,} prompt tokens; estimated: {why})")
     for h in d.header:
         lines.append(f"  * {h}")
     everything = d.added + d.removed + d.changed
