@@ -39,7 +39,7 @@ from xlspec.answers import ANSWER_KINDS, pairwise
 from xlspec.files import atomic_write_text
 from xlspec.axes import CELL_AXIS_NAMES
 from xlspec.items import UPSTREAM_COLUMNS, UPSTREAM_REQUEST
-from xlspec.lower import CellRequest, DataCache, EngineRequest, cell_requests
+from xlspec.lower import CellRequest, DataCache, EngineRequest, UpstreamMissing, cell_requests
 from xlspec.parsers.base import build as build_parser
 from xlspec.parsers.base import can_refuse, score_names
 from xlspec.plan import Cell, Plan, PlanError
@@ -506,6 +506,8 @@ def run_plan(plan_path: str, runs_dir: str = "runs", store_dir: str | None = Non
             # usually without an engine), once.
             redo = set(runner.run_dir.set_aside_cells)
             runner.run([c for c in plan.cells if c.id in redo], again=True)
+            # Cells that read a set-aside cell waited for it: their turn now.
+            runner.run([c for c in plan.cells if c.reads and c.id not in runner.done and not stop.requested])
             report.rows = runner.write_results()
         report.interrupted = stop.requested
     report.complete = not report.interrupted and all(m.failure is None and m.cells_done == m.cells for m in report.models)
@@ -608,7 +610,11 @@ class _Runner:
             if any(r not in self.done for r in cell.reads):
                 waiting += 1  # an upstream cell failed or was not reached: the next run
                 continue
-            todo.append((cell, cell_requests(self.plan, cell, self.data, self.limit)))
+            try:
+                todo.append((cell, cell_requests(self.plan, cell, self.data, self.limit)))
+            except UpstreamMissing:
+                waiting += 1  # an upstream cell file cannot be read: written again first
+                continue
         pending: dict[str, EngineRequest] = {}
         requests = cached = 0
         for _cell, reqs in todo:

@@ -153,3 +153,17 @@ def test_rubric_mistakes_are_located_errors(tmp_path, in_dir, parser, metrics, m
     result = compile_rubric(tmp_path, in_dir, parser, metrics)
     assert not result.ok
     assert any(d.message.startswith(message) for d in result.diagnostics), result.text
+
+
+def test_json_scores_reads_the_first_json_object_and_survives_huge_numbers():
+    parse = build("json_scores", {"fields": ["f"], "min": 0, "max": 4})
+    assert parse('{"f": 3} and later {x}', []) == {"f": 3.0}
+    assert parse('I rate {fluency}: {"f": 3}', []) == {"f": 3.0}
+    assert parse('{"f": 1' + "0" * 400 + "}", []) == {"f": None}  # too large for a float: invalid
+    assert parse('{"f": 1' + "0" * 5000 + "}", []) is None  # past Python's digit limit: nothing read
+    assert parse("{" * 5000, []) is None
+
+
+def test_a_score_named_like_a_results_column_is_refused(tmp_path, in_dir):
+    result = compile_rubric(tmp_path, in_dir, "json_scores(fields = [verdict, fluency])", "mean(fluency)")
+    assert any(d.message == "parser `json_scores`: the score `verdict` has the name of a results column" for d in result.diagnostics), result.text

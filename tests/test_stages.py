@@ -237,3 +237,18 @@ def test_diff_names_the_judge_cells_an_edit_changes(tmp_path, in_dir):
     assert sorted((c.study, c.axes["language"]) for c in d.changed) == [("gen", "fr"), ("gen", "fr"), ("judge", "fr")]
     assert d.reads_upstream and not d.exact
     assert "estimated: changed cells read other cells' responses" in render_diff_text(d, "a", "b")
+
+
+def test_what_a_response_dataset_offers_and_refuses(tmp_path, in_dir):
+    # an upstream item field named like a row column (prompt) or a list field (options) is
+    # not offered; a filter may read the names the block gives; the pool is a data file
+    text = GENERATE.replace("question = question[lang] }", "question = question[lang]  prompt = question[lang] }")
+    result = compile_text(tmp_path, in_dir, text + JUDGE.replace("  answer = generate(parser", '  where = generator == "writer"\n  answer = generate(parser'))
+    assert result.ok, result.text
+    fields = result.data["datasets"]["answers"]["fields"]
+    assert fields["prompt"] == {"source": "prompt"} and "options" not in fields
+    bad = compile_text(tmp_path, in_dir, GENERATE + JUDGE.replace("  answer = generate(parser", '  where = genrator == "writer"\n  answer = generate(parser'))
+    (d,) = errors(bad, "E011")
+    assert d.message == "where: the items of dataset `answers` have no field `genrator`" and d.hint == "did you mean `generator`?"
+    pool = compile_text(tmp_path, in_dir, GENERATE + JUDGE.replace("  answer = generate(parser", "  fewshot = answers\n  shots = 1\n  answer = generate(parser"))
+    assert any(x.message == "the few-shot pool is a data file, and `answers` is the responses of study `gen`" for x in errors(pool)), pool.text

@@ -57,7 +57,13 @@ class CellRequest:
 
 
 UpstreamRows = Callable[[str], "list[dict] | None"]
-"""A written cell's result rows by cell id (None: the cell has not run)."""
+"""A written cell's result rows by cell id (None: the cell has not run, or its file cannot
+be read)."""
+
+
+class UpstreamMissing(Exception):
+    """A cell reads an upstream cell whose rows cannot be read: it waits for a later run
+    rather than being written with items missing."""
 
 
 class DataCache:
@@ -76,20 +82,26 @@ class DataCache:
     def records(self, dataset: str, reads: tuple[str, ...] | list[str] = ()) -> list[Record]:
         entry = self.plan.datasets[dataset]
         if entry.study is not None:
-            return self._response_records(reads)
+            return self._response_records(dataset, reads)
         if dataset not in self._records:
             path = os.path.normpath(os.path.join(self.spec_dir, entry.path))
             self._records[dataset] = read_records(path, entry.format)[0]
         return self._records[dataset]
 
-    def _response_records(self, reads) -> list[Record]:
+    def _response_records(self, dataset: str, reads) -> list[Record]:
         """One record per ``generate`` row of the upstream cells ``reads``, in their order
-        (see :mod:`xlspec.check.stages` for the fields)."""
+        (see :mod:`xlspec.check.stages` for the fields).  Raises :class:`UpstreamMissing`
+        where a run folder is given and a read cell's rows cannot be read."""
         out: list[Record] = []
         seen: set[str] = set()
+        # The names the dataset's block gives upstream columns (`generator = model`), so a
+        # filter can use them too.
+        mapped = {name: fm.source for name, fm in self.plan.datasets[dataset].fields.items() if isinstance(fm.source, str)}
         for cell_id in reads:
             rows = self.upstream_rows(cell_id) if self.upstream_rows is not None else None
             cell = self._cells.get(cell_id)
+            if rows is None and self.upstream_rows is not None:
+                raise UpstreamMissing(cell_id)
             if not rows or cell is None:
                 continue
             values = self._item_values(cell)
@@ -103,12 +115,15 @@ class DataCache:
                 if key in seen:
                     continue  # two generate answers of one request: one item
                 seen.add(key)
-                fields = {axis: cell.axes[axis] for axis in CELL_AXIS_NAMES}
-                fields |= values.get(row["item_id"], {})
+                # The upstream item's fields, then the axes and the row's own columns, which
+                # win where a name is both (the checker offers only the latter under it).
+                fields = dict(values.get(row["item_id"], {}))
+                fields |= {axis: cell.axes[axis] for axis in CELL_AXIS_NAMES}
                 fields |= {
                     RESPONSE_KEY: key, "language": row["language"], "prompt": row["prompt"], "response": row["response"] or "",
                     "parsed_answer": row["parsed_answer"], "item_id": row["item_id"], "sample": row["sample"], "request_id": row["request_id"],
                 }
+                fields |= {name: fields.get(source) for name, source in mapped.items() if name not in fields}
                 out.append(Record(len(out) + 1, fields))
         return out
 
@@ -119,12 +134,13 @@ class DataCache:
             parts = self.plan.cell_parts(cell)
             selection = parts["items"]
             entry = self.plan.data["datasets"][selection["dataset"]]
-            records = self.records(selection["dataset"], cell.reads)
+            # The items the upstream cell asked, selected as it selected them (an id may
+            # repeat across partition values).
+            records = select(self.records(selection["dataset"], cell.reads), entry, cell.axes["language"], selection["partition"], selection["filters"], None)
             hit = {}
             for rec in records:
-                if available(rec, entry, cell.axes["language"]):
-                    item = view(rec, entry, cell.axes["language"], cell.axes["country"])
-                    hit.setdefault(item.item_id, item.values)
+                item = view(rec, entry, cell.axes["language"], cell.axes["country"])
+                hit.setdefault(item.item_id, item.values)
             self._values[cell.id] = hit
         return hit
 

@@ -251,3 +251,49 @@ def test_sigkill_in_the_judge_stage_loses_nothing(tmp_path):
     got = pq.read_table(root / "runs" / "stages" / "results.parquet").to_pandas()[cols].sort_values(["cell_id", "request_id"]).reset_index(drop=True)
     want = pq.read_table(reference_root / "runs" / "stages" / "results.parquet").to_pandas()[cols].sort_values(["cell_id", "request_id"]).reset_index(drop=True)
     assert got.equals(want)
+
+
+def test_a_damaged_upstream_cell_is_written_again_before_the_judge_reads_it(first_run, tmp_path):
+    root, _path, _manifest, _log = first_run
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    plan = planmod.load(str(copy / "build" / "stages.plan.json"))
+    gen = next(c for c in plan.cells if c.study == "gen" and c.axes["language"] == "fr")
+    judge = next(c for c in plan.cells if c.reads == [gen.id])
+    cells = copy / "runs" / "stages" / "cells"
+    (cells / f"{gen.id}.parquet").write_bytes(b"not parquet")
+    (cells / f"{judge.id}.parquet").unlink()
+    manifest, log = run(copy, str(copy / "build" / "stages.plan.json"))
+    assert computed(manifest) == {"writer": 0, "judge_model": 0}, log  # all from the store
+    rows = [r for r in results(copy) if r["cell_id"] == judge.id]
+    assert len(rows) == len(ROWS)  # no item missing
+
+
+PARTS = """experiment stages "Generate, then judge"
+dataset prompts = jsonl("prompts.jsonl") { id = id  question = question[lang]  partition = level }
+framing ask { en = "Answer briefly: {question}"  fr = "Répondez : {question}" }
+framing rubric { en = "Question: {question}\\nAnswer: {response}\\nScore 0-4."  fr = "Question : {question}\\nRéponse : {response}\\nNote 0-4." }
+model writer = hf("builtin:smollm2-135m-instruct")
+model judge_model = hf("builtin:smollm2-135m-instruct") { dtype = float32 }
+study gen { model = writer  dataset = prompts  language = [en, fr]  framing = ask  partition = [easy, hard]  answer = generate }
+dataset answers = responses(gen) { generator = model  level = partition }
+study judge { model = judge_model  dataset = answers  language = [en, fr]  framing = rubric  where = level == "hard"  answer = generate }
+"""
+
+
+def test_the_judge_sees_the_question_of_the_partition_it_judges(ray_cluster, tmp_path):
+    rows = [{"id": "q1", "level": level, "question": {"en": f"{level} question?", "fr": f"question {level} ?"}} for level in ("easy", "hard")]
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "stages.xls").write_text(PARTS, encoding="utf-8")
+    result = compile_file(str(tmp_path / "stages.xls"), str(tmp_path / "build"))
+    assert result.ok, [d.message for d in result.diagnostics]
+    path = str(tmp_path / "build" / "stages.plan.json")
+    planmod.write(result.data, path)
+    run(tmp_path, path)
+    judged = [r for r in results(tmp_path) if r["study"] == "judge"]
+    # `where level == "hard"` (a name the block gives) keeps the hard generations only, and
+    # each is shown with its own question
+    assert sorted(r["language"] for r in judged) == ["en", "fr"]
+    for r in judged:
+        assert ("hard question?" if r["language"] == "en" else "question hard ?") in r["prompt"]
+        assert "easy" not in r["prompt"]

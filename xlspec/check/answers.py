@@ -17,7 +17,7 @@ from .. import ast
 from ..answers import ANSWER_KINDS, kinds_providing
 from ..diagnostics import Diagnostics
 from ..parsers import PARSERS, Parser, ParserParam
-from ..parsers.base import ParserArgError
+from ..parsers.base import ParserArgError, score_names
 from ..items import SPECIAL_FIELDS
 from ..spec import AnswerSpec, DatasetSpec
 from .context import did_you_mean, span_of
@@ -142,6 +142,14 @@ def _parser(p: ast.Expr, diags: Diagnostics) -> tuple[str | None, dict | None]:
     args = _parser_args(info, p, call, diags)
     if args is None:
         return name, None
+    names = score_names(name, args)
+    if names:
+        from ..runtime.schema import RESULTS_SCHEMA  # pyarrow: only where a rubric is named
+
+        taken = [n for n in names if n in RESULTS_SCHEMA.names]
+        if taken:
+            diags.error("E014", f"parser `{name}`: the score `{taken[0]}` has the name of a results column", span_of(p), hint="name the score otherwise (metrics name scores and columns alike)")
+            return name, None
     return name, args or None
 
 

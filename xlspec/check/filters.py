@@ -67,14 +67,20 @@ def filter_fields(f: Any) -> set[str]:
     return set().union(*(filter_fields(x) for x in f[1:]))
 
 
-def check_filter_fields(filters: list[tuple[str, Any, Span | None]], datasets: list[str], records: dict[str, list[Record]], diags: Diagnostics) -> None:
+def check_filter_fields(filters: list[tuple[str, Any, Span | None]], datasets: list[str], records: dict[str, list[Record]], diags: Diagnostics,
+                        known: dict[str, set[str]] | None = None) -> None:
     """Filters name raw item fields: they must exist in every dataset of the study.
-    ``filters``: (label for the message, tree or None, span) each."""
+    ``filters``: (label for the message, tree or None, span) each.  ``known``: the fields of
+    datasets without records to look at (another study's responses)."""
     for label, f, span in filters:
         if f is None:
             continue
         for fld in sorted(filter_fields(f)):
             for n in datasets:
+                have = (known or {}).get(n)
+                if have is not None and fld not in have:
+                    diags.error("E011", f"{label}: the items of dataset `{n}` have no field `{fld}`", span, hint=did_you_mean(fld, have, f"fields: {', '.join(sorted(have))}"))
+                    continue
                 recs = records.get(n)
                 if recs is not None and not any(fld in r.fields for r in recs):
                     keys = {k for r in recs[:50] for k in r.fields}

@@ -25,7 +25,10 @@ from dataclasses import dataclass
 
 from .. import ast
 from ..diagnostics import Diagnostics, Span
-from ..items import RESPONSE_KEY, ROW_FIELDS, SPECIAL_FIELDS, UPSTREAM_COLUMNS, UPSTREAM_REQUEST
+from ..items import LIST_FIELDS, RESPONSE_KEY, ROW_FIELDS, SPECIAL_FIELDS, UPSTREAM_COLUMNS, UPSTREAM_REQUEST
+
+RESERVED = {"language", "option_texts", RESPONSE_KEY, UPSTREAM_REQUEST}
+"""Record fields of a response dataset's items that an upstream item field may not shadow."""
 from ..spec import DatasetSpec, FieldMap
 from .context import did_you_mean, items_of, name_of, span_of, where
 from .declarations import Declarations
@@ -134,7 +137,11 @@ def _response_dataset(d: ast.Decl, study: str, sources: list[DatasetSpec], diags
     for ds in sources:
         names = {k for k in ds.fields if k not in SPECIAL_FIELDS}
         item_fields = names if item_fields is None else item_fields & names
-    columns = set(ROW_FIELDS) | (item_fields or set())
+    # Item fields under names the row's own columns or the upstream axes also have are left
+    # out (the row's value wins there), as are list fields (`options`: the upstream prompt
+    # showed them as text, which {prompt} holds).
+    item_fields = {f for f in (item_fields or set()) if f not in ROW_FIELDS and f not in UPSTREAM_COLUMNS and f not in LIST_FIELDS and f not in RESERVED}
+    columns = set(ROW_FIELDS) | item_fields
     fields: dict[str, FieldMap] = {
         "id": FieldMap(source=RESPONSE_KEY), "language": FieldMap(source="language"), UPSTREAM_REQUEST: FieldMap(source="request_id"),
     }
@@ -204,3 +211,10 @@ def check_upstream(d: ast.Decl, settings: dict[str, ast.Setting], datasets: list
             diags.warning("E017", message, span, hint=None)
         else:
             diags.error("E017", message, span, context=decl.name.span, hint=f"ask those languages in study `{ds.study}`, take them out of this study, or write `coverage = partial`", notes=notes)
+
+
+def response_fields(ds: DatasetSpec) -> set[str]:
+    """The record fields an item of a response dataset has (what a filter may read): the
+    columns its block maps, under their names and their sources, and the upstream axes."""
+    out = {name for name in ds.fields} | {fm.source for fm in ds.fields.values() if isinstance(fm.source, str)} | set(UPSTREAM_COLUMNS)
+    return out - {"id", RESPONSE_KEY}

@@ -27,7 +27,7 @@ from .filters import check_filter_fields, lower_filter
 from .framings import check_templates, template_sources
 from .languages import LanguageSets
 from .metrics import axis_names, resolve_metrics
-from .stages import UpstreamFacts, check_upstream, study_datasets
+from .stages import UpstreamFacts, check_upstream, response_fields, study_datasets
 from .vocabulary import STUDY_SETTINGS
 
 
@@ -181,6 +181,8 @@ def _study(d: ast.Decl, scope: Scope, upstream: dict[str, UpstreamFacts], diags:
     if "fewshot" in settings:
         names = _names(settings["fewshot"].value, "dataset", "dataset", scope, diags)
         fewshot = names[0][0] if names else None
+    if fewshot is not None and fewshot in scope.datasets and scope.datasets[fewshot].study:
+        diags.error("E014", f"the few-shot pool is a data file, and `{fewshot}` is the responses of study `{scope.datasets[fewshot].study}`", span_of(settings["fewshot"].value))
     if any(s > 0 for s in shots) and fewshot is None:
         diags.error("E014", "shots > 0 needs `fewshot = <dataset>`, the pool examples come from", span_of(settings["shots"].value))
     if partitions and not all("partition" in ds.fields for ds in data):
@@ -189,7 +191,8 @@ def _study(d: ast.Decl, scope: Scope, upstream: dict[str, UpstreamFacts], diags:
     filters = [("where", where, settings["where"].value.span if "where" in settings else None)] + [
         (f"subset {s}", scope.subsets.get(s), span_of(scope.decls["subset"][s].value) if s in scope.decls["subset"] else None) for s in (subsets or [])
     ]
-    check_filter_fields(filters, datasets, scope.records, diags)
+    known = {n: response_fields(scope.datasets[n]) for n in datasets if n in scope.datasets and scope.datasets[n].study}
+    check_filter_fields(filters, datasets, scope.records, diags, known)
     check_upstream(d, settings, datasets, all_langs, scope, upstream, diags)
     check_coverage(
         d, settings, scope, datasets=datasets, languages=languages, countries=countries, partitions=partitions,

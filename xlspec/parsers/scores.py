@@ -29,14 +29,36 @@ def _number(value, lo: float | None, hi: float | None) -> float | None:
         text = normalize_label(value.strip()) or ""
         try:
             value = float(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             return None
-    if not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value):
+    if not isinstance(value, (int, float)):
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    if math.isnan(value) or math.isinf(value):
+        return None
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         return None
     return value
+
+
+_DECODER = json.JSONDecoder()
+
+
+def first_json_object(text: str) -> dict | None:
+    """The first JSON object in ``text`` (a brace that does not start one is skipped)."""
+    at = text.find("{")
+    while at >= 0:
+        try:
+            obj, _end = _DECODER.raw_decode(text, at)
+        except (ValueError, RecursionError):  # not JSON here (or numbers too long to read)
+            obj = None
+        if isinstance(obj, dict):
+            return obj
+        at = text.find("{", at + 1)
+    return None
 
 
 def _check_range(lo: float | None, hi: float | None) -> None:
@@ -57,14 +79,8 @@ def _json_make(fields: list[str], min: float | None = None, max: float | None = 
     paths = [(name, name.split(".")) for name in fields]
 
     def parse(text: str, labels: list[str]) -> dict | None:
-        start, end = text.find("{"), text.rfind("}")
-        if start < 0 or end <= start:
-            return None
-        try:
-            obj = json.loads(text[start : end + 1])
-        except (json.JSONDecodeError, RecursionError):
-            return None
-        if not isinstance(obj, dict):
+        obj = first_json_object(text)
+        if obj is None:
             return None
         out = {}
         for name, path in paths:
