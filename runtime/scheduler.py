@@ -35,7 +35,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from xlspec import plan as planmod
-from xlspec.answers import ANSWER_KINDS, pairwise
+from xlspec.answers import ANSWER_KINDS, implicit_reward, pairwise, reward
 from xlspec.files import atomic_write_text
 from xlspec.axes import CELL_AXIS_NAMES
 from xlspec.items import UPSTREAM_COLUMNS, UPSTREAM_REQUEST
@@ -193,13 +193,23 @@ def engine_config(name: str, plan: Plan, engine_override: str | None, spec_dir: 
     they tune the engine, not the answers, so they are not part of the plan."""
     import json
 
-    model = plan.models[name]
-    engine = engine_override or model.engine
-    source = model.source
-    if source.startswith(("./", "../")):
-        # A local model folder is written relative to the spec, like a dataset; engine
-        # actors run in another working directory.
-        source = os.path.normpath(os.path.join(spec_dir, source))
+    engine = engine_override or plan.models[name].engine
+
+    def located(model):
+        source = model.source
+        if source.startswith(("./", "../")):
+            # A local model folder is written relative to the spec, like a dataset; engine
+            # actors run in another working directory.
+            source = os.path.normpath(os.path.join(spec_dir, source))
+        return model.model_copy(update={"engine": engine, "source": source})
+
+    references = {}
+    for study in plan.data["studies"].values():
+        if name in study["axes"].get("model", ()):
+            for answer in study["answers"]:
+                ref = (answer.get("args") or {}).get("reference")
+                if ref:
+                    references[ref] = located(plan.models[ref])
     settings = {}
     if engine == "vllm":
         try:
@@ -208,7 +218,7 @@ def engine_config(name: str, plan: Plan, engine_override: str | None, spec_dir: 
             raise RunError(f"XLSPEC_VLLM_ARGS is not JSON: {e}") from None
         if not isinstance(settings, dict):
             raise RunError("XLSPEC_VLLM_ARGS must be a JSON object, such as {\"gpu_memory_utilization\": 0.6}")
-    return EngineConfig(name=name, model=model.model_copy(update={"engine": engine, "source": source}), settings=settings)
+    return EngineConfig(name=name, model=located(plan.models[name]), settings=settings, references=references)
 
 
 # ---- rows --------------------------------------------------------------------------------
@@ -239,6 +249,10 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
                 decided = pairwise.verdict(parsed, cr.order or "ab")
                 scores = {"preference": pairwise.preference(cr.answer, decided)}
                 invalid = [] if decided is not None else ["preference"]
+        elif kind.request_options == "candidates":  # rewards of the candidates a and b
+            raw = result.scores or {}
+            rewards = implicit_reward.rewards(cr.answer, raw) if kind.name == "implicit_reward" else {c: raw.get(c) for c in ("a", "b")}
+            scores, invalid, decided = reward.candidate_scores(cr.answer, rewards)
         else:
             parsed = max(probs, key=probs.get) if probs else None
             refused = False

@@ -53,6 +53,7 @@ ANSWER_SCHEMA = pa.schema(
         ("response", pa.string()),
         ("option_logprobs", OPTION_MAP),
         ("option_probs", OPTION_MAP),
+        ("scores", OPTION_MAP),
         ("prompt_tokens", pa.int32()),
         ("output_tokens", pa.int32()),
         ("finish_reason", pa.string()),
@@ -84,6 +85,7 @@ def _answer_row(r: EngineResult, engine: str) -> dict:
         "response": r.response,
         "option_logprobs": _as_map(r.option_logprobs),
         "option_probs": _as_map(r.option_probs),
+        "scores": _as_map(r.scores),
         "prompt_tokens": r.prompt_tokens,
         "output_tokens": r.output_tokens,
         "finish_reason": r.finish_reason,
@@ -263,7 +265,7 @@ def _journal_rows(data: bytes) -> list[dict]:
             continue
         if not isinstance(row, dict) or not isinstance(row.get("request_id"), str):
             continue
-        for key in ("option_logprobs", "option_probs"):
+        for key in ("option_logprobs", "option_probs", "scores"):
             if isinstance(row.get(key), list):  # maps are written as [key, value] pairs
                 row[key] = [tuple(kv) for kv in row[key]]
         rows.append({name: row.get(name) for name in ANSWER_SCHEMA.names})
@@ -302,6 +304,7 @@ def _result(row: dict) -> EngineResult:
         response=row["response"],
         option_logprobs=as_dict(row["option_logprobs"]),
         option_probs=as_dict(row["option_probs"]),
+        scores=as_dict(row.get("scores")),  # answer files written before scores had none
         prompt_tokens=row["prompt_tokens"] or 0,
         output_tokens=row["output_tokens"] or 0,
         finish_reason=row["finish_reason"],

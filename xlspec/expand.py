@@ -58,7 +58,11 @@ def expand(spec: Spec, records: dict[str, list[Record]], plan_dir: str) -> dict:
         }
     used_framings = sorted({f for s in spec.studies.values() for f in s.framings})
     used_modes = sorted({m for s in spec.studies.values() for m in s.modes})
-    used_models = sorted({m for s in spec.studies.values() for m in s.models})
+    # The studies' models, and the models their answers name (a DPO reference).
+    used_models = sorted({m for s in spec.studies.values() for m in s.models} | {
+        ref for s in spec.studies.values() for a in s.answers for p in ANSWER_KINDS[a.kind].params
+        if p.kind == "model" and (ref := (a.args or {}).get(p.name))
+    })
     plan: dict[str, Any] = {
         "format": PLAN_FORMAT,
         "experiment": spec.experiment,

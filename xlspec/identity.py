@@ -25,6 +25,9 @@ from .spec import ModelSpec, ModeSpec
 MODEL_IDENTITY: tuple[str, ...] = ModelSpec.identity_fields()
 """Model fields that can change what a model answers."""
 
+MODEL_IDENTITY_DEFAULTS: dict[str, Any] = ModelSpec.identity_defaults()
+"""Of those, the ones left out at their default (``head = lm``)."""
+
 SAMPLING_IDENTITY = ("max_tokens", "temperature", "top_p")
 """Sampling settings that change a sampled answer."""
 
@@ -57,7 +60,11 @@ def digest(obj: Any) -> str:
 
 def model_identity(model: dict) -> dict:
     """The fields of a plan's model entry that change its answers."""
-    return {k: model.get(k) for k in MODEL_IDENTITY}
+    out = {k: model.get(k) for k in MODEL_IDENTITY}
+    for k, default in MODEL_IDENTITY_DEFAULTS.items():
+        if out[k] in (default, None):
+            del out[k]
+    return out
 
 
 def axis_line(axis: str, value: Any) -> str:
@@ -102,6 +109,8 @@ def request_id(model: dict, prompt: str, system: str | None, answer: dict, optio
     }
     for arg in kind.identity_args:
         key[arg] = answer.get(arg, next(p.default for p in kind.params if p.name == arg))
+    if answer.get("models"):  # the other models the engine runs for it (a DPO reference)
+        key["models"] = answer["models"]
     if kind.sampled:
         key["sampling"] = {k: sampling[k] for k in SAMPLING_IDENTITY}
         key["seed"] = None if sampling["temperature"] == 0 else [sampling["seed"], sample]
@@ -138,7 +147,16 @@ def _sampling_part(plan: dict, study: str, axes: dict) -> dict:
 
 
 def _answers_part(plan: dict, study: str, axes: dict) -> list:
-    return plan["studies"][study]["answers"]
+    """The study's answers; an answer that names another model (``implicit_reward``'s
+    ``reference``) carries that model's identity under ``models``, so a change to it is a
+    new cell."""
+    out = []
+    for answer in plan["studies"][study]["answers"]:
+        kind = ANSWER_KINDS[answer["kind"]]
+        args = answer.get("args") or {}
+        named = {p.name: model_identity(plan["models"][args[p.name]]) for p in kind.params if p.kind == "model" and args.get(p.name)}
+        out.append({**answer, "models": named} if named else answer)
+    return out
 
 
 def _items_part(plan: dict, study: str, axes: dict) -> dict:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .answers import ANSWER_KINDS, pairwise
+from .answers import ANSWER_KINDS, pairwise, reward
 from .axes import CELL_AXIS_NAMES
 from .data import Record, read_records
 from .identity import request_id
@@ -33,14 +33,17 @@ class EngineRequest:
     """An answer kind (:mod:`xlspec.answers`)."""
     options: tuple[str, ...] = ()
     """``options``: the option labels ("1".."4", "A".."D"); the engine reads each label's
-    probability at the answer position.  ``loglik``: the option texts, scored as
-    continuations of the prompt."""
+    probability at the answer position.  ``loglik`` and ``classify``: the option texts,
+    scored as continuations of the prompt or matched to a classifier's labels.  ``reward``
+    and ``implicit_reward``: the candidate responses (``a``, then ``b``)."""
     max_tokens: int = 16
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
     chat: bool = True
     system: str | None = None
+    reference: str | None = None
+    """``implicit_reward``: the plan's name of the reference model the engine also runs."""
 
 
 @dataclass
@@ -193,6 +196,8 @@ def cell_requests(plan: Plan, cell: Cell, data: DataCache, limit: int | None = N
                 text = fewshot + render(prompt_part["template"], values | candidates, prompt_part["instruction"])
             if kind.request_options == "texts":
                 options = tuple(item.option_texts)
+            elif kind.request_options == "candidates":
+                options = tuple(item.values.get(f, "") for f in reward.candidate_fields(answer))
             else:
                 options = tuple(item.labels)
             for sample in range(sampling["samples"] if kind.sampled else 1):
@@ -208,6 +213,7 @@ def cell_requests(plan: Plan, cell: Cell, data: DataCache, limit: int | None = N
                     seed=sampling["seed"] * 1_000_003 + sample,
                     chat=model["chat"],
                     system=prompt_part["system"],
+                    reference=(answer.get("args") or {}).get("reference"),
                 )
                 out.append(CellRequest(req, item, sample, answer, order))
     return out

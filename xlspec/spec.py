@@ -34,9 +34,12 @@ class DatasetSpec(_Model):
     """``responses(STUDY)``: the upstream study whose responses are the items."""
 
 
-def _setting(default: Any, summary: str, *, identity: bool = True) -> Any:
+def _setting(default: Any, summary: str, *, identity: bool | str = True) -> Any:
     """A model setting.  ``identity``: it can change what the model answers, so it is part of
-    every cell id and request id that uses the model (:mod:`xlspec.identity`)."""
+    every cell id and request id that uses the model (:mod:`xlspec.identity`).
+    ``"unless-default"``: a setting added after ids were first published, part of the
+    identity only where it is not at its default, so the ids of models that do not use it
+    (and their stored answers) stay as they were."""
     return Field(default, description=summary, json_schema_extra={"identity": identity})
 
 
@@ -48,6 +51,7 @@ class ModelSpec(_Model):
     engine: str = _setting(..., "the inference engine")
     source: str = _setting(..., "builtin:smollm2-135m-instruct, a local model folder (relative to the spec) or a Hugging Face model id")
     revision: str | None = _setting(None, "a Hugging Face revision (branch, tag or commit)")
+    head: Literal["lm", "classifier"] = _setting("lm", "lm: a causal language model (generate, options, loglik, implicit_reward); classifier: a sequence-classification head (reward, classify)", identity="unless-default")
     chat: bool = _setting(True, "apply the model's chat template (false for base models: the prompt is sent as is)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = _setting("auto", "weights and activations: auto, float32, bfloat16, float16")
     max_model_len: int | None = _setting(None, "the longest prompt + answer in tokens (default: the model's)")
@@ -62,6 +66,11 @@ class ModelSpec(_Model):
     @classmethod
     def identity_fields(cls) -> tuple[str, ...]:
         return tuple(k for k, f in cls.model_fields.items() if (f.json_schema_extra or {}).get("identity", True))
+
+    @classmethod
+    def identity_defaults(cls) -> dict[str, Any]:
+        """Identity settings left out of ids at their default -> that default."""
+        return {k: f.default for k, f in cls.model_fields.items() if (f.json_schema_extra or {}).get("identity") == "unless-default"}
 
 
 class FramingSpec(_Model):

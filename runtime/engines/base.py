@@ -32,6 +32,10 @@ class EngineResult:
     option_probs: dict[str, float] | None = None
     """Probabilities renormalised over the options (they sum to 1).  For ``loglik`` this is
     the softmax over length-normalised log-likelihoods (mean per token)."""
+    scores: dict[str, float] | None = None
+    """``reward``: each candidate's reward (``a``, ``b``).  ``implicit_reward``: each
+    candidate's summed log-probability under the policy (``a``, ``b``) and the reference
+    model (``a@reference``, ``b@reference``)."""
     prompt_tokens: int = 0
     output_tokens: int = 0
     finish_reason: str | None = None
@@ -60,6 +64,9 @@ class EngineConfig:
     name: str
     model: ModelSpec
     settings: dict = field(default_factory=dict)
+    references: dict[str, ModelSpec] = field(default_factory=dict)
+    """Other models the engine runs for some answers (``implicit_reward``'s reference), by
+    the plan's name, resolved like ``model``."""
 
 
 @dataclass(frozen=True)

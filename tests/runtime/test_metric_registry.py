@@ -97,6 +97,9 @@ def test_what_answer_kinds_provide():
         "options": frozenset({"choice", "probs"}),
         "loglik": frozenset({"choice", "probs"}),
         "pairwise": frozenset({"parsed"}),
+        "classify": frozenset({"choice", "probs"}),
+        "reward": frozenset(),  # scores only (reward, or reward_a, reward_b, margin, preference)
+        "implicit_reward": frozenset(),
     }
 
 

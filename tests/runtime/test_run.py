@@ -286,3 +286,57 @@ def test_a_judge_stage_on_the_embedded_model(tmp_path):
     again = answer_files(project)
     xlspec(["run", "build/judge_stability.plan.json", "--limit", "1", "--no-report"], cwd=project)
     assert computed_by(project, again) == []
+
+
+@pytest.mark.slow
+def test_the_preference_example_on_the_embedded_models(tmp_path):
+    """specs/preferences.xls with two items per language: the reward model's rows hold the
+    scores a direct transformers call gives, the DPO rows the policy/reference ratio, the
+    judge's rows a verdict per swapped order; all three share the score names, and a re-run
+    computes nothing."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from xlspec.runtime.models import resolve_model
+
+    project = new_project(tmp_path)
+    xlspec(["compile", "specs/preferences.xls"], cwd=project)
+    before = answer_files(project)
+    xlspec(["run", "build/preferences.plan.json", "--limit", "2"], cwd=project)
+    df = results(project, "preferences")
+    assert df.error.isna().all(), df.error.dropna().tolist()
+    assert sorted(df.study.unique()) == ["dpo", "judge", "reward_model"]
+    assert (df.groupby("study").size() == 10).all()  # 2 items x 5 languages
+    pair = {"reward_a", "reward_b", "margin", "preference"}
+    for study in ("reward_model", "dpo"):
+        rows = df[df.study == study]
+        for _, row in rows.iterrows():
+            scores = dict(row.scores)
+            assert set(scores) == pair and list(row.invalid_scores) == []
+            assert scores["margin"] == pytest.approx(scores["reward_a"] - scores["reward_b"])
+            assert row.verdict == ("a" if scores["preference"] == 1 else "b" if scores["preference"] == 0 else "tie")
+    judged = df[df.study == "judge"]
+    assert set(judged.candidate_order) <= {"ab", "ba"}
+    assert all("preference" in dict(s) for s in judged.scores)
+
+    # The reward model's scores are a direct call's on the same inputs.
+    data = {json.loads(line)["id"]: json.loads(line) for line in (project / "specs" / "data" / "preference_pairs.jsonl").read_text(encoding="utf-8").splitlines()}
+    path = resolve_model("builtin:smollm2-135m-untrained-reward")
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32).eval()
+    for _, row in df[df.study == "reward_model"].iterrows():
+        item, lang = data[row.item_id], row.language
+        for field, score in (("chosen", "reward_a"), ("rejected", "reward_b")):
+            text = tok.apply_chat_template([{"role": "user", "content": item["prompt"][lang]}, {"role": "assistant", "content": item[field][lang]}], tokenize=False)
+            with torch.no_grad():
+                direct = model(**tok(text, add_special_tokens=False, return_tensors="pt")).logits[0, 0].item()
+            assert dict(row.scores)[score] == pytest.approx(direct, abs=1e-4), (row.item_id, lang, field)
+
+    metrics = pq.read_table(project / "runs" / "preferences" / "metrics.parquet").to_pandas()
+    assert {"mean(field=preference)", "mean(field=margin)", "invalid_rate"} <= set(metrics.metric)
+    # position_bias is the share of picks shown first: none where the judge picked nothing
+    assert ("position_bias" in set(metrics.metric)) == judged.verdict.isin(["a", "b"]).any()
+    assert sorted(computed_by(project, before)) == sorted(set(df.request_id))
+    again = answer_files(project)
+    xlspec(["run", "build/preferences.plan.json", "--limit", "2", "--no-report"], cwd=project)
+    assert computed_by(project, again) == []

@@ -9,6 +9,7 @@ kinds the metric reads the preferred one (a chosen option from ``generate`` befo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,9 +32,13 @@ class Param:
     name: str
     kind: str
     """``parser`` (an answer parser, ``option_letter`` or ``regex("...")``), ``bool``,
-    ``field`` (a field the dataset maps) or ``number``."""
+    ``field`` (a field the dataset maps), ``number`` or ``model`` (a model the spec
+    declares)."""
     summary: str
     default: Any = None
+    optional: bool = False
+    """A ``field`` or ``model`` that may be left out (else one without a default is
+    required)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,9 @@ class AnswerKind:
     """Output tokens per request for estimates, where not sampled (sampled kinds use the
     mode's ``max_tokens``)."""
     request_options: str = "labels"
-    """What the engine request carries as options: ``labels`` (A, B, ...) or ``texts``."""
+    """What the engine request carries as options: ``labels`` (A, B, ...), ``texts`` (the
+    option texts) or ``candidates`` (the texts of the fields the answer's ``a`` and ``b``
+    name: responses a reward model scores)."""
     identity_args: tuple[str, ...] = field(default=())
     """Arguments that change what the engine computes, so they go into the request id."""
     engine_kind: str | None = None
@@ -64,11 +71,21 @@ class AnswerKind:
     score_names: tuple[str, ...] = ()
     """Scores each answer of this kind has in the results' ``scores`` (``pairwise``:
     ``preference``), which metrics can name like a rubric parser's."""
+    scores_of: Callable[[dict], tuple[str, ...]] | None = None
+    """Where the scores depend on the arguments (``reward``: one response, or two
+    candidates), the scores for an answer's ``args``."""
+    head: str = "lm"
+    """The model head it needs (:class:`xlspec.spec.ModelSpec`'s ``head``): ``lm`` (a causal
+    language model) or ``classifier`` (a sequence-classification head)."""
 
     @property
     def engine(self) -> str:
         """The request kind an engine serves for this answer kind."""
         return self.engine_kind or self.name
+
+    def scores(self, args: dict | None) -> tuple[str, ...]:
+        """The scores an answer of this kind with these arguments has."""
+        return self.scores_of(args or {}) if self.scores_of else self.score_names
 
     def register(self) -> "AnswerKind":
         return ANSWER_KINDS.register(self.name, self)

@@ -11,6 +11,7 @@ setting a study reads option probabilities where its datasets map options, else 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .. import ast
@@ -19,7 +20,7 @@ from ..diagnostics import Diagnostics
 from ..parsers import PARSERS, Parser, ParserParam
 from ..parsers.base import ParserArgError, score_names
 from ..items import SPECIAL_FIELDS
-from ..spec import AnswerSpec, DatasetSpec
+from ..spec import AnswerSpec, DatasetSpec, ModelSpec
 from .context import did_you_mean, span_of
 from .vocabulary import OPTIONS_FIELD
 
@@ -36,7 +37,9 @@ def kinds_in_order() -> list[str]:
     return sorted(names, key=lambda n: (rank.get(n, len(names)), n))
 
 
-def resolve_answers(s: ast.Setting | None, datasets: list[DatasetSpec], diags: Diagnostics) -> list[AnswerSpec]:
+def resolve_answers(s: ast.Setting | None, datasets: list[DatasetSpec], diags: Diagnostics, models: Mapping[str, ModelSpec | None] | None = None) -> list[AnswerSpec]:
+    """``models``: the models the spec declares (what a ``model`` argument may name), with
+    their settings where they could be read."""
     if s is None:
         has_options = all(OPTIONS_FIELD in d.fields for d in datasets)
         return [AnswerSpec(kind="options")] if has_options else [AnswerSpec(kind="generate", parser="text")]
@@ -76,7 +79,14 @@ def resolve_answers(s: ast.Setting | None, datasets: list[DatasetSpec], diags: D
                     values["parser"] = p.default or _default_parser(datasets, has_options)
             elif p.kind == "field":
                 field = given.parts[0].text if isinstance(given, ast.Ref) and given.is_name else None
-                if given is None:
+                if given is None and (p.default is not None or p.optional):
+                    field = p.default
+                    if field is not None and datasets and not all(field in d.fields for d in datasets):
+                        lacking = next(d.name for d in datasets if field not in d.fields)
+                        diags.error("E011", f"dataset `{lacking}` maps no field `{field}`, which `{name}`'s `{p.name}` reads unless it is given", span_of(t), hint=f"write {name}({p.name} = <field>)")
+                    elif field is not None:
+                        values.setdefault("args", {})[p.name] = field
+                elif given is None:
                     diags.error("E014", f"`{name}` needs `{p.name}`: {name}({p.name} = <field>)", span_of(t), hint=p.summary)
                 elif field is None:
                     diags.error("E014", f"`{name}`'s `{p.name}` names a field of the dataset", span_of(given))
@@ -97,6 +107,20 @@ def resolve_answers(s: ast.Setting | None, datasets: list[DatasetSpec], diags: D
                     values[p.name] = value
                 else:
                     values.setdefault("args", {})[p.name] = value
+            elif p.kind == "model":
+                ref = given.parts[0].text if isinstance(given, ast.Ref) and given.is_name else None
+                if given is None:
+                    if not p.optional:
+                        diags.error("E014", f"`{name}` needs `{p.name}`: {name}({p.name} = <model>)", span_of(t), hint=p.summary)
+                elif ref is None:
+                    diags.error("E014", f"`{name}`'s `{p.name}` names a model of the spec", span_of(given))
+                elif models is not None and ref not in models:
+                    diags.error("E003", f"undefined model `{ref}`", span_of(given), hint=did_you_mean(ref, list(models), f"models: {', '.join(models)}" if models else "declare it: model NAME = hf(\"...\")"))
+                else:
+                    declared = models.get(ref) if models is not None else None
+                    if declared is not None and declared.head != "lm":
+                        diags.error("E009", f"`{name}`'s `{p.name}` must be a language model; model `{ref}` has head `{declared.head}`", span_of(given))
+                    values.setdefault("args", {})[p.name] = ref
             else:  # pragma: no cover - a parameter kind the checker cannot read yet
                 raise TypeError(f"answer kind {name!r}: parameter {p.name!r} has an unknown kind {p.kind!r}")
         if kind.needs_options and not has_options:

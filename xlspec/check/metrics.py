@@ -40,7 +40,7 @@ def provided_needs(answers: list[AnswerSpec], datasets: list[DatasetSpec]) -> se
     provides: set[str] = set().union(*(ANSWER_KINDS[a.kind].provides for a in answers)) if answers else set()
     if any(a.parser and not can_refuse(a.parser) for a in answers):
         provides.discard("parsed")
-    if any(score_names(a.parser, a.parser_args) or ANSWER_KINDS[a.kind].score_names for a in answers):
+    if any(score_names(a.parser, a.parser_args) or ANSWER_KINDS[a.kind].scores(a.args) for a in answers):
         provides.add("scores")
     if any(a.kind == "pairwise" for a in answers):
         provides.add("pairwise")
@@ -78,7 +78,7 @@ def resolve_metrics(
         return []
     provides = provided_needs(answers, datasets)
     kinds = [a.kind for a in answers]
-    scores = list(dict.fromkeys(n for a in answers for n in (*score_names(a.parser, a.parser_args), *ANSWER_KINDS[a.kind].score_names)))
+    scores = list(dict.fromkeys(n for a in answers for n in (*score_names(a.parser, a.parser_args), *ANSWER_KINDS[a.kind].scores(a.args))))
     out: list[MetricSpec] = []
     labels: set[str] = set()
     for item in items_of(s.value):

@@ -31,10 +31,10 @@ _READERS = {
 
 def resolve_models(decls: Declarations, diags: Diagnostics) -> dict[str, ModelSpec]:
     from ..runtime.engines import ENGINES
-    from ..runtime.models import BUILTINS
+    from ..runtime.models import builtin_head, builtin_names
 
     engines = ENGINES.names()
-    builtins = [f"builtin:{n}" for n in sorted(BUILTINS)]
+    builtins = [f"builtin:{n}" for n in builtin_names()]
     settings = ModelSpec.settings()
     out: dict[str, ModelSpec] = {}
     for name, d in decls["model"].items():
@@ -60,5 +60,10 @@ def resolve_models(decls: Declarations, diags: Diagnostics) -> dict[str, ModelSp
         if source.startswith("builtin:") and source not in builtins:
             hint = f"the embedded model is {builtins[0]}" if len(builtins) == 1 else f"embedded models: {', '.join(builtins)}"
             diags.error("E014", f"unknown builtin model `{source}`", v.args[0].span, hint=hint)
+        head = builtin_head(source.removeprefix("builtin:")) if source.startswith("builtin:") else None
+        if head is not None and vals.get("head") not in (None, head):
+            diags.error("E014", f"`{source}` is a model with head `{head}`", next(s.value.span for s in d.body.settings if s.key.text == "head"), hint=f"remove `head = {vals['head']}`")
+        elif head is not None:
+            vals["head"] = head
         out[name] = ModelSpec(engine=v.func.text, source=source, **{k: x for k, x in vals.items() if x is not None})
     return out

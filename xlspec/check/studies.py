@@ -166,10 +166,10 @@ def _study(d: ast.Decl, scope: Scope, upstream: dict[str, UpstreamFacts], diags:
         diags.error("E016", f"study `{d.name.text}` has no languages", span_of(lang_expr))
 
     data = [scope.datasets[n] for n in datasets if n in scope.datasets]
-    answers = resolve_answers(settings.get("answer"), data, diags)
+    answers = resolve_answers(settings.get("answer"), data, diags, models={n: scope.models.get(n) for n in scope.decls["model"]})
     # What a study reading this one's responses is checked against, whatever else fails here.
     upstream[d.name.text] = UpstreamFacts(all_langs, [a.kind for a in answers])
-    _check_engines(models, answers, scope, diags)
+    _check_engines(models, answers, scope, diags, settings.get("answer"))
     partitions = expect_strings(settings.get("partition"), "partition", diags)
     subsets = [n for n, _ in _names(settings["subset"].value, "subset", "subset", scope, diags)] if "subset" in settings else None
     where = lower_filter(settings["where"].value, diags) if "where" in settings else None
@@ -230,8 +230,9 @@ def _study(d: ast.Decl, scope: Scope, upstream: dict[str, UpstreamFacts], diags:
     )
 
 
-def _check_engines(models: list[tuple[str, Span | None]], answers: list[AnswerSpec], scope: Scope, diags: Diagnostics) -> None:
-    """Every model's engine serves every answer kind of the study."""
+def _check_engines(models: list[tuple[str, Span | None]], answers: list[AnswerSpec], scope: Scope, diags: Diagnostics, answer: ast.Setting | None = None) -> None:
+    """Every model's engine serves every answer kind of the study, with the head it needs; a
+    model an answer names (``reference``) runs in the same engine as the study's models."""
     from ..runtime.engines import ENGINES
 
     for name, span in models:
@@ -239,8 +240,29 @@ def _check_engines(models: list[tuple[str, Span | None]], answers: list[AnswerSp
         engine = ENGINES.get(model.engine) if model is not None else None
         if engine is None:
             continue
+        for a in answers:
+            for p in ANSWER_KINDS[a.kind].params if a.kind in ANSWER_KINDS else ():
+                other = scope.models.get((a.args or {}).get(p.name, "")) if p.kind == "model" else None
+                if other is not None and other.engine != model.engine:
+                    diags.error(
+                        "E009",
+                        f"`{a.kind}`'s {p.name} `{a.args[p.name]}` runs on engine `{other.engine}`, and model `{name}` on `{model.engine}`",
+                        span_of(answer.value) if answer is not None else span,
+                        hint=f"both models run in one engine: declare `{a.args[p.name]}` with {model.engine}(...)",
+                    )
         for kind in dict.fromkeys(a.kind for a in answers):
             served = ANSWER_KINDS[kind].engine if kind in ANSWER_KINDS else kind
+            head = ANSWER_KINDS[kind].head if kind in ANSWER_KINDS else model.head
+            if head != model.head:
+                able = sorted(k for k, info in ANSWER_KINDS.items() if info.head == model.head)
+                diags.error(
+                    "E009",
+                    f"model `{name}` has head `{model.head}`, and answer kind `{kind}` needs a model with head `{head}`",
+                    span,
+                    notes=[f"a model with head `{model.head}` answers: {', '.join(able)}"],
+                    hint=f"set `head = {head}` in the model's block, or use another model" if head == "classifier" else "a classifier head cannot generate: use a language model for this answer kind",
+                )
+                continue
             if served not in engine.answers:
                 able = [n for n, e in ENGINES.items() if kind in e.answers]
                 diags.error(
