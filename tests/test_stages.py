@@ -252,3 +252,23 @@ def test_what_a_response_dataset_offers_and_refuses(tmp_path, in_dir):
     assert d.message == "where: the items of dataset `answers` have no field `genrator`" and d.hint == "did you mean `generator`?"
     pool = compile_text(tmp_path, in_dir, GENERATE + JUDGE.replace("  answer = generate(parser", "  fewshot = answers\n  shots = 1\n  answer = generate(parser"))
     assert any(x.message == "the few-shot pool is a data file, and `answers` is the responses of study `gen`" for x in errors(pool)), pool.text
+
+
+def test_a_judge_study_ranks_and_groups_by_the_generator(tmp_path, in_dir):
+    """The upstream axes a response dataset maps (``generator = model``) are axes the judge's
+    metrics can rank (``rank = generator``) and group by; a per-item metric with arguments
+    can be ranked (``rank_stability(mean(fluency), ...)``)."""
+    judge = JUDGE.replace('answer = generate(parser = regex("([0-4])"))', 'answer = generate(parser = json_scores(fields = [fluency], min = 0, max = 4))\n  metrics = [mean(fluency, by = [generator, language]), rank_stability(mean(fluency), rank = generator, language = en - et)]')
+    result = compile_text(tmp_path, in_dir, GENERATE + judge)
+    assert result.ok, result.text
+    metrics = result.data["studies"]["judge"]["metrics"]
+    assert metrics[0]["by"] == ["generator", "language"]
+    assert metrics[1]["args"] == {"metric": {"name": "mean", "args": {"field": "fluency"}}, "pair": {"axis": "language", "a": "en", "b": "et"}, "rank": "generator"}
+    assert metrics[1]["label"] == "rank_stability(metric=mean(field=fluency), rank=generator, language=en-et)"
+    # a study that reads data files has no generator axis
+    gen = GENERATE.replace("  answer = generate\n", "  answer = generate\n  metrics = [rank_stability(accuracy, rank = generator, language = en - et)]\n")
+    bad = compile_text(tmp_path, in_dir, gen)
+    assert "error[E008]: `rank_stability`: `generator` is not an axis of this study" in bad.text, bad.text
+    # the ranked metric is checked like any other
+    typo = compile_text(tmp_path, in_dir, GENERATE + judge.replace("rank_stability(mean(fluency)", "rank_stability(mean(fluncy)"))
+    assert "fluncy" in typo.text and not typo.ok, typo.text

@@ -25,6 +25,22 @@ __all__ = ["compute_metrics", "OUT_COLUMNS"]
 OUT_COLUMNS = ("value", "ci_low", "ci_high", "n")
 
 
+def with_upstream_axes(results: pd.DataFrame) -> pd.DataFrame:
+    """The results with a column per upstream axis a judge stage's rows name (the
+    ``upstream`` map: ``generator`` -> the model that wrote the judged response), so metrics
+    can group and rank by them.  A name that is already a column is left as it is."""
+    if "upstream" not in results.columns:
+        return results
+    entries = [dict(e) if e is not None else {} for e in results["upstream"]]
+    names = sorted({k for e in entries for k in e} - set(results.columns))
+    if not names:
+        return results
+    out = results.copy()
+    for name in names:
+        out[name] = [e.get(name) for e in entries]
+    return out
+
+
 def compute_metrics(
     results: pd.DataFrame,
     metrics: list[dict],
@@ -42,7 +58,7 @@ def compute_metrics(
     columns.  See the modules of ``runtime/metrics/defs/`` for every formula and edge case.
     """
     specs = make_specs(metrics)
-    cols = Columns(results)
+    cols = Columns(with_upstream_axes(results))
     if ITEM not in cols.df.columns:
         raise ValueError("results have no item_id column")
     columns: list[str] = []

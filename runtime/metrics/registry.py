@@ -154,6 +154,8 @@ def metric_label(name: str, args: dict, by: list[str] | None = None) -> str:
     for k, v in args.items():
         if isinstance(v, dict) and {"axis", "a", "b"} <= set(v):
             parts.append(f"{v['axis']}={_side(v['a'])}-{_side(v['b'])}")
+        elif isinstance(v, dict) and "name" in v:  # a per-item metric with its arguments
+            parts.append(f"{k}={metric_label(v['name'], v.get('args') or {})}")
         else:
             parts.append(f"{k}={_number(v)}")
     if by:

@@ -133,3 +133,38 @@ def test_mean_of_a_numeric_column():
 def test_mean_rejects_an_unknown_field():
     with pytest.raises(ValueError, match="field"):
         compute_metrics(pd.DataFrame(judge_rows()), [{"name": "mean", "args": {"field": "response"}}], [])
+
+
+def generator_rows(et_order):
+    """A judge's fluency scores of three generators' dialogues (two prompts each) in en and
+    et.  In en: g1 (mean 4) > g2 (3) > g3 (1.5).  ``et_order`` gives the et means."""
+    en = {"g1": (4, 4), "g2": (3, 3), "g3": (1, 2)}
+    out = []
+    for lang, means in (("en", en), ("et", et_order)):
+        for g, values in means.items():
+            for p, v in zip(("p1", "p2"), values):
+                out.append(row(item_id=f"{p}|model={g}", language=lang, model="judge", upstream=[("generator", g)], scores=[("fluency", float(v))], invalid_scores=[]))
+    return pd.DataFrame(out)
+
+
+@pytest.mark.parametrize(
+    ("et", "tau", "inversions"),
+    [
+        ({"g1": (3, 3), "g2": (2, 2), "g3": (0, 1)}, 1.0, 0),  # same order, other level
+        ({"g1": (0, 1), "g2": (2, 2), "g3": (3, 3)}, -1.0, 3),  # reversed: every pair swapped
+        ({"g1": (3, 3), "g2": (1, 1), "g3": (2, 2)}, 1 / 3, 1),  # g2 and g3 swapped: (2 - 1) / 3
+    ],
+)
+def test_rank_stability_ranks_the_generators_a_judge_scored(et, tau, inversions):
+    """``rank = generator`` ranks the values of an upstream axis (read from the rows'
+    ``upstream`` map) by the judge's per-item ``mean(fluency)``."""
+    inner = {"name": "mean", "args": {"field": "fluency"}}
+    df = generator_rows(et)
+    got = compute_metrics(df, [{"name": "rank_stability", "args": {"metric": inner, "pair": {"axis": "language", "a": "en", "b": "et"}, "rank": "generator"}},
+                              {"name": "mean", "args": {"field": "fluency"}, "by": ["generator", "language"]}], ["model"], n_boot=50)
+    values = dict(zip(got.metric, got.value))
+    label = "rank_stability(metric=mean(field=fluency), language=en-et, rank=generator)"
+    assert values[f"{label}.tau"] == pytest.approx(tau)
+    assert values[f"{label}.inversions"] == inversions
+    means = got[got.metric == "mean(field=fluency)"]
+    assert dict(zip(zip(means.generator, means.language), means.value))[("g3", "en")] == pytest.approx(1.5)

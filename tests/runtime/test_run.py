@@ -282,7 +282,10 @@ def test_a_judge_stage_on_the_embedded_model(tmp_path):
     assert sorted(computed_by(project, before)) == sorted(set(gen.request_id) | set(judged.request_id))
     assert (judged.upstream_request_id.isin(set(gen.request_id))).all()
     metrics = pq.read_table(project / "runs" / "judge_stability" / "metrics.parquet").to_pandas()
-    assert {"mean(field=fluency)", "invalid_rate"} <= set(metrics.metric)
+    ranked = "rank_stability(metric=mean(field=fluency), rank=generator, language=en-et)"
+    assert {"mean(field=fluency)", "invalid_rate", f"{ranked}.tau", f"{ranked}.inversions", "mean(field=fluency, by=generator+language)"} <= set(metrics.metric)
+    by_generator = metrics[metrics.metric == "mean(field=fluency, by=generator+language)"]
+    assert sorted(set(by_generator.generator)) == ["smol", "smol32"]
     again = answer_files(project)
     xlspec(["run", "build/judge_stability.plan.json", "--limit", "1", "--no-report"], cwd=project)
     assert computed_by(project, again) == []

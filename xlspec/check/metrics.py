@@ -139,7 +139,7 @@ def _metric(e: ast.Expr, provides: set[str], axes: set[str], values: dict[str, l
             diags.error("E008", f"`{name}`: argument `{pname}` given twice", span_of(val))
             ok = False
             continue
-        got = _argument(name, params[pname], val, axes, values, scores, decls, diags)
+        got = _argument(name, params[pname], val, axes, values, scores, decls, diags, lambda e: _metric(e, provides, axes, values, kinds, scores, decls, diags))
         if got is None:
             ok = False
         else:
@@ -179,13 +179,14 @@ def _needs(info: MetricInfo, args: dict[str, Any]) -> set[str]:
     if any(p.scores and p.choices and args.get(p.name) not in (None, *p.choices) for p in info.params):
         needs = {"scores"}  # `mean(fluency)`: a score, not a chosen answer
     for p in info.params:
-        inner = METRICS.get(args[p.name]) if p.kind == "metric" and p.name in args else None
+        ref = args.get(p.name) if p.kind == "metric" else None
+        inner = METRICS.get(ref["name"] if isinstance(ref, dict) else ref) if ref is not None else None
         if inner is not None:
             needs |= inner.needs
     return needs
 
 
-def _argument(metric: str, p: Param, val: Any, axes: set[str], values: dict[str, list], scores: list[str], decls: Declarations, diags: Diagnostics) -> Any:
+def _argument(metric: str, p: Param, val: Any, axes: set[str], values: dict[str, list], scores: list[str], decls: Declarations, diags: Diagnostics, nested: Callable[[ast.Expr], MetricSpec | None] | None = None) -> Any:
     """One argument, typed by the parameter's kind; None after an error (reported)."""
     if p.kind == "contrast":
         kw = val
@@ -215,8 +216,17 @@ def _argument(metric: str, p: Param, val: Any, axes: set[str], values: dict[str,
         diags.error("E008", f"`{metric}`: `{name}` is not an axis of this study", span_of(val), hint=did_you_mean(name, axes, f"axes: {', '.join(sorted(axes))}"))
         return None
     if p.kind == "metric":
-        name = name_of(val)
         item_metrics = per_item_metrics()
+        if isinstance(val, ast.Call) and val.func.text in item_metrics and nested is not None:
+            # `rank_stability(mean(fluency), ...)`: a per-item metric with its own arguments
+            inner = nested(val)
+            if inner is None:
+                return None
+            if inner.by is not None:
+                diags.error("E008", f"`{metric}` groups its metric itself; `by` goes on `{metric}`", span_of(val))
+                return None
+            return {"name": inner.name, "args": inner.args} if inner.args else inner.name
+        name = name_of(val)
         if name not in item_metrics:
             diags.error("E008", f"`{metric}` aggregates a per-item metric; `{name or '?'}` is not one", span_of(val), hint=did_you_mean(name or "", item_metrics, f"one of: {', '.join(sorted(item_metrics))}"))
             return None

@@ -17,6 +17,7 @@ from .. import ast
 from ..answers import ANSWER_KINDS
 from ..axes import CELL_AXES, CELL_AXIS_NAMES
 from ..data import Record
+from ..items import UPSTREAM_COLUMNS, UPSTREAM_REQUEST
 from ..diagnostics import Diagnostics, Span
 from ..spec import AnswerSpec, DatasetSpec, FramingSpec, ModelSpec, ModeSpec, StudySpec
 from .answers import resolve_answers
@@ -219,7 +220,7 @@ def _study(d: ast.Decl, scope: Scope, upstream: dict[str, UpstreamFacts], diags:
         "mode": modes, "country": sorted(countries or {}), "partition": partitions or [], "subset": subsets or [],
     }
     values = {a.name: named[a.name] for a in CELL_AXES if not a.integer}
-    metrics = resolve_metrics(settings.get("metrics"), answers, data, axes, values, scope.decls, diags)
+    metrics = resolve_metrics(settings.get("metrics"), answers, data, axes | upstream_axes(data), values, scope.decls, diags)
     if diags.has_errors():
         return None
     return StudySpec(
@@ -228,6 +229,16 @@ def _study(d: ast.Decl, scope: Scope, upstream: dict[str, UpstreamFacts], diags:
         where=where, shots=shots, fewshot=fewshot, seeds=seeds, samples=samples, answers=answers,
         metrics=metrics, group_by=group_by, limit=limit, axes=[a.name for a in CELL_AXES if a.name in axes],
     )
+
+
+def upstream_axes(data: list[DatasetSpec]) -> set[str]:
+    """The upstream axes a judge stage's rows name (``generator = model``), which its metrics
+    can group and rank by (``rank_stability(..., rank = generator)``): those every dataset of
+    the study maps, where all of them are response datasets."""
+    if not data or not all(d.study for d in data):
+        return set()
+    mapped = [{name for name, fm in d.fields.items() if fm.source in UPSTREAM_COLUMNS} for d in data]
+    return set.intersection(*mapped) - set(CELL_AXIS_NAMES) - {UPSTREAM_REQUEST}
 
 
 def _check_engines(models: list[tuple[str, Span | None]], answers: list[AnswerSpec], scope: Scope, diags: Diagnostics, answer: ast.Setting | None = None) -> None:

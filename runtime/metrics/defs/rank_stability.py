@@ -1,5 +1,6 @@
-"""rank_stability(metric, pair): the models' values under ``a`` and ``b`` (grouping minus
-``model`` and the pair axis); ``.tau`` is Kendall's tau-b (ties handled as in tau-b, as
+"""rank_stability(metric, pair, rank): the values of each model (or of each value of the
+``rank`` axis: ``rank = generator`` ranks the generators a judge stage scored) under ``a``
+and ``b`` (grouping minus the ranked axis and the pair axis); ``.tau`` is Kendall's tau-b (ties handled as in tau-b, as
 ``scipy.stats.kendalltau`` does by default; NaN when either ranking is all ties or fewer
 than two models have both values) and ``.inversions`` the number of discordant model pairs
 (a pair tied on either side is not an inversion)."""
@@ -44,10 +45,11 @@ def kendall_tau_b(x, y):
 def _jobs(cols, spec, keys):
     from ..aggregate import SIDE, Job, contrast_stats, emitter
 
-    if "model" not in cols.df.columns:
-        raise ValueError("rank_stability: no model column in the results")
-    stats, st = contrast_stats(cols, spec, keys + ["model"])
-    model = stats["model"].to_numpy()
+    ranked = ranked_axis(spec.args)
+    if ranked not in cols.df.columns:
+        raise ValueError(f"rank_stability: no {ranked} column in the results")
+    stats, st = contrast_stats(cols, spec, keys + [ranked])
+    model = stats[ranked].to_numpy()
     side = stats[SIDE].to_numpy()
     labels = [f"{spec.label}.{o}" for o in spec.info.outputs]
     jobs = []
@@ -76,16 +78,21 @@ def _jobs(cols, spec, keys):
     return jobs
 
 
+def ranked_axis(args: dict) -> str:
+    return args.get("rank") or "model"
+
+
 RANK_STABILITY = MetricInfo(
     name="rank_stability",
-    summary="Kendall tau and inversion count between model rankings under two conditions",
+    summary="Kendall tau and inversion count between the rankings of the models (or of another axis's values) under two conditions",
     params=(
         Param("metric", "metric", required=True, summary="the per-item metric the models are ranked by"),
         Param("pair", "contrast", required=True, summary="the two conditions, axis = a - b"),
+        Param("rank", "axis", summary="the axis whose values are ranked (default: model; a judge stage's generator axis ranks the generators)"),
     ),
     outputs=("tau", "inversions"),
     positional=("metric",),
     compares=True,
-    folds=lambda args: ("model", *contrast_axis(args)),
+    folds=lambda args: (ranked_axis(args), *contrast_axis(args)),
     compute=Computation(jobs=_jobs),
 ).register()
