@@ -236,7 +236,7 @@ def test_diff_names_the_judge_cells_an_edit_changes(tmp_path, in_dir):
     # the two French generations and the French judge cell that reads them
     assert sorted((c.study, c.axes["language"]) for c in d.changed) == [("gen", "fr"), ("gen", "fr"), ("judge", "fr")]
     assert d.reads_upstream and not d.exact
-    assert "estimated: changed cells read other cells' responses" in render_diff_text(d, "a", "b")
+    assert "estimated: changed cells read responses of cells that have not run yet" in render_diff_text(d, "a", "b")
 
 
 def test_what_a_response_dataset_offers_and_refuses(tmp_path, in_dir):

@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--format", choices=("text", "json"), default="text")
     d.add_argument("--allow-outside-data", action="store_true", help="let specs read data files outside their folder (as compile)")
     d.add_argument("--exit-code", action="store_true", help="exit 1 when the plans differ, 0 when they do not (as git diff --exit-code)")
+    d.add_argument("--runs-dir", default="runs", help="where `xlspec run` wrote its results: a changed judge cell is counted exactly from the rows of the cells it reads (default: runs)")
 
     r = sub.add_parser("run", help="run compiled plans on Ray (every plan in build/ that is not complete)")
     r.add_argument("plans", nargs="*", help="plan files (default: build/*.plan.json)")
@@ -253,7 +254,7 @@ def cmd_diff(args) -> int:
             _print_diagnostics(result.diagnostics, result.sources, "text")
             return EXIT_INPUT
         sides.append(result)
-    d = diff_plans(sides[0].plan, sides[1].plan, sides[0].plan_path, sides[1].plan_path)
+    d = diff_plans(sides[0].plan, sides[1].plan, sides[0].plan_path, sides[1].plan_path, runs_dir=args.runs_dir)
     print(render_diff_json(d) if args.format == "json" else render_diff_text(d, args.old, args.new), end="")
     return EXIT_FAIL if args.exit_code and d.differs else EXIT_OK
 

@@ -45,8 +45,8 @@ class PlanDiff:
     exact_requests: int | None = None
     """Distinct requests a re-run computes (None where they could not be rebuilt)."""
     reads_upstream: bool = False
-    """A changed cell reads other cells' responses: its requests cannot be rebuilt from the
-    plans, so the counts are estimates."""
+    """A changed cell reads responses of cells that have not run: its requests cannot be
+    rebuilt, so the counts are estimates."""
 
     @property
     def differs(self) -> bool:
@@ -178,19 +178,51 @@ def _change(cell: Cell, reasons: list[str] | None = None, requests: int | None =
     return CellChange(cell.study, dict(cell.axes), est.requests if requests is None else requests, est.prompt_tokens, reasons or [])
 
 
-def _request_ids(plan: Plan, plan_path: str | None, cells: list[Cell]) -> dict[str, set[str]] | None:
+def _request_ids(plan: Plan, plan_path: str | None, cells: list[Cell], runs_dir: str | None = None) -> dict[str, set[str] | None] | None:
     """Cell id -> its request ids, or None where the plan's data cannot be read as it was
-    compiled."""
-    from .lower import DataCache, cell_requests
+    compiled.  A cell that reads other cells' responses is lowered from their rows in
+    ``runs_dir`` (as ``xlspec run`` lowers it); where one of them has not run, its ids are
+    None (unknown until it has)."""
+    from .lower import DataCache, UpstreamMissing, cell_requests
     from .plan import stale_inputs
 
     if plan_path is None or any("(missing)" in c or not c.endswith(".xls") for c in stale_inputs(plan, plan_path)):
         return None
-    data = DataCache(plan, plan_path)
+    upstream = _run_rows(runs_dir, plan.experiment) if runs_dir is not None else None
+    data = DataCache(plan, plan_path, upstream_rows=upstream)
+    out: dict[str, set[str] | None] = {}
     try:
-        return {c.id: {r.request.request_id for r in cell_requests(plan, c, data)} for c in cells}
+        for c in cells:
+            if c.reads and upstream is None:
+                out[c.id] = None
+                continue
+            try:
+                out[c.id] = {r.request.request_id for r in cell_requests(plan, c, data)}
+            except UpstreamMissing:
+                out[c.id] = None
     except (OSError, ValueError):
         return None
+    return out
+
+
+def _run_rows(runs_dir: str, experiment: str):
+    """A reader of the rows ``xlspec run`` wrote for a cell (complete runs, no ``--limit``),
+    None where the cell has not run; nothing is created."""
+    import os
+
+    def read(cell_id: str) -> list[dict] | None:
+        path = os.path.join(runs_dir, experiment, "cells", f"{cell_id}.parquet")
+        if not os.path.isfile(path):
+            return None
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist()
+        except (OSError, ValueError, pa.ArrowException):
+            return None
+
+    return read
 
 
 def _prompt_shape(plan: Plan, cell: Cell, cache: dict) -> tuple:
@@ -203,23 +235,26 @@ def _prompt_shape(plan: Plan, cell: Cell, cache: dict) -> tuple:
     return (json.dumps(parts["model"], sort_keys=True), prompt["template"], prompt["instruction"], prompt["system"], json.dumps(prompt["fewshot"], sort_keys=True))
 
 
-def diff_plans(old: Plan, new: Plan, old_path: str | None = None, new_path: str | None = None) -> PlanDiff:
+def diff_plans(old: Plan, new: Plan, old_path: str | None = None, new_path: str | None = None, runs_dir: str | None = None) -> PlanDiff:
     """Compare two plans.  With the plans' paths (where their relative paths start), the
-    requests a re-run computes are counted exactly."""
+    requests a re-run computes are counted exactly; a changed cell that reads other cells'
+    responses is counted exactly where those cells' rows are in ``runs_dir`` (their
+    responses are in the requests), and estimated where they have not run."""
     old_cells = {_key(c): c for c in old.cells}
     new_cells = {_key(c): c for c in new.cells}
     todo = [new_cells[k] for k in sorted(new_cells, key=_sortable) if k not in old_cells or old_cells[k].id != new_cells[k].id]
     new_cache: dict = {}
     old_cache: dict = {}
     shapes = {_prompt_shape(new, c, new_cache) for c in todo}
-    old_ids = _request_ids(old, old_path, [c for c in old.cells if _prompt_shape(old, c, old_cache) in shapes])
-    new_ids = _request_ids(new, new_path, todo) if old_ids is not None else None
-    reads_upstream = any(c.reads for c in todo)
+    old_ids = _request_ids(old, old_path, [c for c in old.cells if _prompt_shape(old, c, old_cache) in shapes], runs_dir)
+    new_ids = _request_ids(new, new_path, todo, runs_dir) if old_ids is not None else None
+    reads_upstream = any(c.reads for c in todo) and (new_ids is None or any(v is None for v in new_ids.values()))
     if reads_upstream:
-        # A downstream cell's requests hold the upstream responses, which the plans do not:
-        # every count is then an estimate.
+        # A downstream cell's requests hold the upstream responses, which neither the plans
+        # nor (for cells that have not run) the run folder hold: every count is then an
+        # estimate.
         new_ids = None
-    seen = set().union(*old_ids.values()) if old_ids else set()
+    seen = set().union(*(v for v in old_ids.values() if v is not None)) if old_ids else set()
 
     def count(cell: Cell) -> int | None:
         return None if new_ids is None else len(new_ids[cell.id] - seen)
@@ -274,7 +309,7 @@ def render_diff_text(d: PlanDiff, old_name: str, new_name: str) -> str:
     if d.exact:
         lines.append(f"to compute on re-run: {d.rerun_requests:,} requests")
     else:
-        why = "changed cells read other cells' responses, which the plans do not hold" if d.reads_upstream else "the data files are not the ones the plan was compiled from"
+        why = "changed cells read responses of cells that have not run yet" if d.reads_upstream else "the data files are not the ones the plan was compiled from"
         lines.append(f"to compute on re-run: ~{d.rerun_requests:,} requests (~{d.rerun_prompt_tokens:,} prompt tokens; estimated: {why})")
     for h in d.header:
         lines.append(f"  * {h}")

@@ -18,6 +18,7 @@ import pytest
 from support import fake_engine  # noqa: F401  (registers the fake engine)
 from xlspec import plan as planmod
 from xlspec.api import compile_file
+from xlspec.diff import diff_plans, render_diff_text
 from xlspec.runtime.scheduler import Progress, run_plan
 
 ROWS = [
@@ -114,18 +115,32 @@ def test_the_judge_runs_after_the_generator_and_reads_its_responses(first_run):
 
 def test_a_rubric_edit_reruns_only_the_judge(first_run, tmp_path):
     root, _path, _manifest, _log = first_run
+    _path = str(root / "build" / "stages.plan.json")
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
     path = compile_to(copy, SPEC.replace("Score 0-4.", "Give a score from 0 to 4."))
+    # `xlspec diff` counts the judge's requests from the generations in the run folder, and
+    # the run computes exactly those.
+    d = diff_plans(planmod.load(_path), planmod.load(path), _path, path, runs_dir=str(copy / "runs"))
+    assert d.exact and not d.reads_upstream
+    assert [(c.study, c.axes["language"], c.requests) for c in d.changed] == [("judge", "en", len(ROWS))]
+    assert "to compute on re-run: 3 requests" in render_diff_text(d, "a", "b")
     manifest, _ = run(copy, path)
     assert computed(manifest) == {"writer": 0, "judge_model": len(ROWS)}  # the English judgements
+    assert sum(computed(manifest).values()) == d.rerun_requests
 
 
 def test_a_generator_edit_reruns_its_generations_and_their_judgements(first_run, tmp_path):
     root, _path, _manifest, _log = first_run
+    _path = str(root / "build" / "stages.plan.json")
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
     path = compile_to(copy, SPEC.replace('fr = "Répondez : {question}"', 'fr = "Répondez en un mot : {question}"'))
+    # The new French generations are not known before they run: the judge's count is the
+    # plan's estimate, and diff says so.
+    d = diff_plans(planmod.load(_path), planmod.load(path), _path, path, runs_dir=str(copy / "runs"))
+    assert d.reads_upstream and not d.exact
+    assert sorted((c.study, c.axes["language"]) for c in d.changed) == [("gen", "fr"), ("judge", "fr")]
     manifest, _ = run(copy, path)
     assert computed(manifest) == {"writer": len(ROWS), "judge_model": len(ROWS)}  # the French ones
     again, _ = run(copy, path)
@@ -255,6 +270,7 @@ def test_sigkill_in_the_judge_stage_loses_nothing(tmp_path):
 
 def test_a_damaged_upstream_cell_is_written_again_before_the_judge_reads_it(first_run, tmp_path):
     root, _path, _manifest, _log = first_run
+    _path = str(root / "build" / "stages.plan.json")
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
     plan = planmod.load(str(copy / "build" / "stages.plan.json"))
