@@ -38,7 +38,7 @@ from xlspec import plan as planmod
 from xlspec.answers import ANSWER_KINDS, implicit_reward, pairwise, reward
 from xlspec.files import atomic_write_text
 from xlspec.axes import CELL_AXIS_NAMES
-from xlspec.items import UPSTREAM_COLUMNS, UPSTREAM_REQUEST
+from xlspec.items import UPSTREAM_REQUEST, upstream_source
 from xlspec.lower import CellRequest, DataCache, EngineRequest, UpstreamMissing, cell_requests
 from xlspec.parsers.base import build as build_parser
 from xlspec.parsers.base import can_refuse, score_names
@@ -260,7 +260,7 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
     entry = plan.datasets[cell.axes["dataset"]]
     if entry.study is not None:  # a judgement: the generation it read, and its mapped axes
         upstream_request = item.values.get(UPSTREAM_REQUEST)
-        upstream = [(name, item.values.get(name, "")) for name, fm in sorted(entry.fields.items()) if fm.source in UPSTREAM_COLUMNS and name != UPSTREAM_REQUEST]
+        upstream = [(name, item.values.get(name, "")) for name, fm in sorted(entry.fields.items()) if upstream_source(fm.source) and name != UPSTREAM_REQUEST]
     return {
         "experiment": plan.experiment,
         "study": cell.study,

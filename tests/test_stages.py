@@ -272,3 +272,35 @@ def test_a_judge_study_ranks_and_groups_by_the_generator(tmp_path, in_dir):
     # the ranked metric is checked like any other
     typo = compile_text(tmp_path, in_dir, GENERATE + judge.replace("rank_stability(mean(fluency)", "rank_stability(mean(fluncy)"))
     assert "fluncy" in typo.text and not typo.ok, typo.text
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("responses(gen, pair = modle)", "error[E014]: `pair` names an upstream axis whose values are paired; `modle` is not one"),
+        ("responses(gen, pair = language)", "`language` is not one"),
+        ("responses(gen, pairs = model)", "error[E014]: `responses` takes no argument `pairs`"),
+    ],
+)
+def test_pair_mistakes_are_located(tmp_path, in_dir, call, message):
+    result = compile_text(tmp_path, in_dir, GENERATE + JUDGE.replace("responses(gen)", call))
+    assert message in result.text and "stages.xls:" in result.text, result.text
+
+
+def test_a_paired_response_dataset_offers_each_side(tmp_path, in_dir):
+    """With ``pair = model`` an item is two responses: `{response}` is gone, `{response_a}`,
+    `{response_b}` and `generator_a`, `generator_b` are there."""
+    paired = JUDGE.replace("responses(gen)", "responses(gen, pair = model)")
+    result = compile_text(tmp_path, in_dir, GENERATE + paired)
+    assert "placeholder `{response}` in framing `rubric` has no source" in result.text, result.text
+    ok = compile_text(tmp_path, in_dir, (GENERATE + paired).replace("{response}", "{response_a} / {response_b}"))
+    assert ok.ok, ok.text
+    fields = ok.data["datasets"]["answers"]["fields"]
+    assert {k: v["source"] for k, v in fields.items() if k.endswith(("_a", "_b"))} == {
+        "generator_a": "model@a", "generator_b": "model@b", "response_a": "response@a", "response_b": "response@b",
+        "parsed_answer_a": "parsed_answer@a", "parsed_answer_b": "parsed_answer@b", "request_id_b": "request_id@b",
+    }
+    assert ok.data["datasets"]["answers"]["pair"] == "model"
+    # two writers x one pair per prompt: 2 prompts x 3 languages = 6 judge requests
+    plan = planmod.Plan.from_data(ok.data)
+    assert sum(c.estimate.requests for c in plan.cells if c.study == "judge") == 6

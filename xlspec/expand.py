@@ -46,6 +46,8 @@ def expand(spec: Spec, records: dict[str, list[Record]], plan_dir: str) -> dict:
                 "labels": ds.labels,
                 "scale": list(ds.scale) if ds.scale else None,
             }
+            if ds.pair is not None:
+                datasets[name]["pair"] = ds.pair
             continue
         datasets[name] = {
             "format": ds.format,
@@ -208,6 +210,8 @@ def _upstream_reads(plan: dict, study: StudySpec, upstream_cells: dict[str, list
             continue
         up = plan["studies"][entry["study"]]
         sampled = [a for a in up["answers"] if ANSWER_KINDS[a["kind"]].sampled]
+        pair = entry.get("pair")
+        groups: dict = {}  # pair: (language, the other axes) -> the rows of each paired cell
         for cell in upstream_cells[entry["study"]]:
             lang = cell["axes"]["language"]
             ids, rows, chars = out.get((dataset, lang), ([], 0, 0))
@@ -216,7 +220,18 @@ def _upstream_reads(plan: dict, study: StudySpec, upstream_cells: dict[str, list
             n = cell["items"] * samples * len(sampled)
             est = cell["estimate"]
             per_request = (est["prompt_tokens"] + est["output_tokens"]) / max(est["requests"], 1)
+            if pair is not None:
+                others = tuple(cell["axes"][a] for a in CELL_AXIS_NAMES if a != pair)
+                groups.setdefault((lang, others), []).append((n, per_request))
+                n = 0  # counted per group below
             out[(dataset, lang)] = (ids + [cell["id"]], rows + n, chars + n * per_request * CHARS_PER_TOKEN)
+        for (lang, _others), counts in groups.items():
+            # Each item answered by k cells gives k (k - 1) / 2 pairs of two responses.
+            k = len(counts)
+            n = min(c for c, _ in counts) * k * (k - 1) // 2
+            per_pair = 2 * sum(p for _, p in counts) / k
+            ids, rows, chars = out[(dataset, lang)]
+            out[(dataset, lang)] = (ids, rows + n, chars + n * per_pair * CHARS_PER_TOKEN)
     return {key: (sorted(ids), (rows, int(chars // max(rows, 1)))) for key, (ids, rows, chars) in out.items()}
 
 

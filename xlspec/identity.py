@@ -169,6 +169,8 @@ def _items_part(plan: dict, study: str, axes: dict) -> dict:
     }
     if ds.get("study"):  # responses(STUDY): the cell's `reads` name the upstream cells
         part["study"] = ds["study"]
+        if ds.get("pair"):
+            part["pair"] = ds["pair"]
     return part
 
 

@@ -44,6 +44,16 @@ UPSTREAM_COLUMNS: dict[str, str] = {
 }
 """What a response dataset's block can map to a name of its own: ``generator = model``."""
 
+
+def upstream_source(source) -> str | None:
+    """The upstream column a response dataset's field reads where it is one of
+    :data:`UPSTREAM_COLUMNS` (``model``; ``model@b``: the second response's of a pair),
+    else None."""
+    if not isinstance(source, str):
+        return None
+    base = source.split("@", 1)[0]
+    return base if base in UPSTREAM_COLUMNS else None
+
 UPSTREAM_REQUEST = "upstream_request_id"
 """The field of a response dataset's item that names the upstream request it came from (the
 results row of a judgement carries it, so a query can join it to the generation)."""

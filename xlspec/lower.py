@@ -69,6 +69,35 @@ class UpstreamMissing(Exception):
     rather than being written with items missing."""
 
 
+PAIRED_COLUMNS = ("response", "parsed_answer", "request_id")
+"""The columns of an upstream row a paired item has for each of its two responses
+(``response@a``, ``response@b``, ...), besides the paired axis."""
+
+
+def _pairs(records: list[Record], pair: str) -> list[Record]:
+    """``responses(STUDY, pair = AXIS)``: one record per two responses to one upstream item
+    (same item, sample and axes) that differ only in ``AXIS``, for every two of its values in
+    sorted order (``a`` the first).  Its key names both values (``model=x~y``); the shared
+    fields are the first response's."""
+    groups: dict[tuple, list[Record]] = {}
+    for rec in records:
+        f = rec.fields
+        others = tuple(str(f.get(a)) for a in CELL_AXIS_NAMES if a != pair)
+        groups.setdefault((f["item_id"], f["sample"], others), []).append(rec)
+    out: list[Record] = []
+    for group in groups.values():
+        group.sort(key=lambda r: str(r.fields[pair]))
+        for i, first in enumerate(group):
+            for second in group[i + 1 :]:
+                a, b = first.fields[pair], second.fields[pair]
+                fields = dict(first.fields)
+                fields[RESPONSE_KEY] = first.fields[RESPONSE_KEY].replace(f"|{pair}={a}|", f"|{pair}={a}~{b}|", 1)
+                for side, rec in (("a", first), ("b", second)):
+                    fields |= {f"{c}@{side}": rec.fields[c] for c in (*PAIRED_COLUMNS, pair)}
+                out.append(Record(len(out) + 1, fields))
+    return out
+
+
 class DataCache:
     """Dataset records by path, read once per run.  The records of a ``responses(STUDY)``
     dataset are the upstream cells' ``generate`` rows, read through ``upstream_rows`` (the
@@ -126,8 +155,12 @@ class DataCache:
                     RESPONSE_KEY: key, "language": row["language"], "prompt": row["prompt"], "response": row["response"] or "",
                     "parsed_answer": row["parsed_answer"], "item_id": row["item_id"], "sample": row["sample"], "request_id": row["request_id"],
                 }
-                fields |= {name: fields.get(source) for name, source in mapped.items() if name not in fields}
                 out.append(Record(len(out) + 1, fields))
+        pair = self.plan.datasets[dataset].pair
+        if pair is not None:
+            out = _pairs(out, pair)
+        for rec in out:
+            rec.fields.update({name: rec.fields.get(source) for name, source in mapped.items() if name not in rec.fields})
         return out
 
     def _item_values(self, cell: Cell) -> dict[str, dict[str, str]]:

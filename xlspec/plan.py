@@ -87,6 +87,8 @@ class PlanDataset(_Model):
     scale: tuple[float, float] | None = None
     study: str | None = None
     """``responses``: the study whose responses are the items."""
+    pair: str | None = None
+    """``responses(STUDY, pair = AXIS)``: the upstream axis whose values are paired."""
 
 
 class PlanStudy(_Model):

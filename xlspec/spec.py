@@ -32,6 +32,9 @@ class DatasetSpec(_Model):
     labels: Literal["numbers", "letters"] = "letters"
     study: str | None = None
     """``responses(STUDY)``: the upstream study whose responses are the items."""
+    pair: str | None = None
+    """``responses(STUDY, pair = model)``: the upstream axis whose values are paired, so an
+    item is two responses to one upstream item that differ only in that axis."""
 
 
 def _setting(default: Any, summary: str, *, identity: bool | str = True) -> Any:

@@ -139,3 +139,64 @@ def test_pairwise_mistakes_are_located(tmp_path):
     result = compile_file(str(tmp_path / "prefs.xls"), str(tmp_path / "build"))
     codes = sorted({d.code for d in result.diagnostics})
     assert codes == ["E006", "E009"], render_text(result.diagnostics.sorted(), result.sources)  # {a}/{b} have no source; position_bias needs pairwise
+
+
+DUEL = """experiment duel "Three generators, judged two at a time"
+dataset prompts = jsonl("prompts.jsonl") { id = id  question = question[lang] }
+framing ask { en = "{question}"  de = "{question}" }
+framing compare {
+  en = "Question: {question}\\n[A] {a}\\n[B] {b}\\nWhich answer is better? Reply [[A]] or [[B]]."
+  de = "Frage: {question}\\n[A] {a}\\n[B] {b}\\nWelche Antwort ist besser? Antworte [[A]] or [[B]]."
+}
+model writer = hf("builtin:smollm2-135m-instruct")
+model other = hf("builtin:smollm2-135m-instruct") { dtype = float32 }
+model third = hf("builtin:smollm2-135m-instruct") { dtype = bfloat16 }
+model judge = hf("builtin:smollm2-135m-instruct") { max_model_len = 2048 }
+study gen { model = [writer, other, third]  dataset = prompts  language = [en, de]  framing = ask  answer = generate }
+dataset duels = responses(gen, pair = model) { generator = model }
+study judge_ab {
+  model = judge
+  dataset = duels
+  language = [en, de]
+  framing = compare
+  answer = pairwise(a = response_a, b = response_b)
+  metrics = [mean(preference, by = [generator_a, generator_b]), position_bias]
+}
+"""
+
+
+def test_two_upstream_models_judged_side_by_side(ray_cluster, tmp_path):
+    """``responses(gen, pair = model)``: every two generators' responses to one prompt are
+    one item (3 generators: 3 pairs), shown as A and B with the seeded swap; the row names
+    both generators and both generations it judged."""
+    rows = [{"id": f"q{i}", "question": {"en": f"Question {i}?", "de": f"Frage {i}?"}} for i in range(2)]
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "duel.xls").write_text(DUEL, encoding="utf-8")
+    result = compile_file(str(tmp_path / "duel.xls"), str(tmp_path / "build"))
+    assert result.ok, [d.message for d in result.diagnostics]
+    path = str(tmp_path / "build" / "duel.plan.json")
+    planmod.write(result.data, path)
+    plan = planmod.load(path)
+    estimate = sum(c.estimate.requests for c in plan.cells if c.study == "judge_ab")
+    assert estimate == 2 * 2 * 3  # 2 languages x 2 prompts x 3 pairs
+    report = run_plan(path, str(tmp_path / "runs"), engine_override="fake", progress=Progress(io.StringIO()))
+    assert report.complete
+    build_reports(report.run_dir, plan, path, n_boot=0)
+    table = pq.read_table(tmp_path / "runs" / "duel" / "results.parquet").to_pylist()
+    gen = {r["request_id"]: r for r in table if r["study"] == "gen"}
+    judged = [r for r in table if r["study"] == "judge_ab"]
+    assert len(judged) == estimate
+    pairs = sorted({(dict(r["upstream"])["generator_a"], dict(r["upstream"])["generator_b"]) for r in judged})
+    assert pairs == [("other", "third"), ("other", "writer"), ("third", "writer")]
+    for r in judged:
+        up = dict(r["upstream"])
+        a, b = gen[r["upstream_request_id"]], gen[up["request_id_b"]]
+        assert (a["model"], b["model"]) == (up["generator_a"], up["generator_b"])
+        assert a["language"] == b["language"] == r["language"] and a["item_id"] == b["item_id"]
+        first, second = (a, b) if r["candidate_order"] == "ab" else (b, a)
+        assert f"[A] {first['response']}\n[B] {second['response']}" in r["prompt"]
+        assert r["verdict"] == ("a" if r["candidate_order"] == "ab" else "b")  # the judge always says A
+        assert f"model={up['generator_a']}~{up['generator_b']}|" in r["item_id"]
+    metrics = pq.read_table(tmp_path / "runs" / "duel" / "metrics.parquet").to_pandas()
+    by_pair = metrics[metrics.metric == "mean(field=preference, by=generator_a+generator_b)"]
+    assert sorted(zip(by_pair.generator_a, by_pair.generator_b)) == pairs

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from .. import ast
 from ..diagnostics import Diagnostics, Span
+from ..axes import CELL_AXIS_NAMES
 from ..items import LIST_FIELDS, RESPONSE_KEY, ROW_FIELDS, SPECIAL_FIELDS, UPSTREAM_COLUMNS, UPSTREAM_REQUEST
 
 RESERVED = {"language", "option_texts", RESPONSE_KEY, UPSTREAM_REQUEST}
@@ -47,9 +48,12 @@ def read_response_datasets(decls: Declarations, groups: dict[str, list[ast.Ref]]
     upstream: dict[str, tuple[str, Span | None]] = {}
     for name, d in pending.items():
         call = responses_call(d)
-        study = name_of(call.args[0]) if len(call.args) == 1 and not isinstance(call.args[0], ast.KwArg) else None
+        positional = [a for a in call.args if not isinstance(a, ast.KwArg)]
+        study = name_of(positional[0]) if len(positional) == 1 and isinstance(call.args[0], ast.Ref) else None
         if study is None:
             diags.error("E014", "a response dataset names one study: responses(generate)", span_of(call))
+            continue
+        if _pair_axis(call, diags) is False:
             continue
         if study not in decls["study"]:
             diags.error("E003", f"undefined study `{study}`", call.args[0].span, hint=did_you_mean(study, decls["study"], "declare it: study NAME { ... }"))
@@ -69,9 +73,42 @@ def read_response_datasets(decls: Declarations, groups: dict[str, list[ast.Ref]]
             missing = [n for n in reads[name] if n not in datasets]
             if missing:
                 continue  # the upstream study's data is broken (reported there)
-            spec = _response_dataset(pending[name], study, [datasets[n] for n in reads[name]], diags)
+            spec = _response_dataset(pending[name], study, [datasets[n] for n in reads[name]], diags, _pair_axis(responses_call(pending[name]), Diagnostics()) or None)
             if spec is not None:
                 datasets[name] = spec
+
+
+PAIRABLE = [a for a in CELL_AXIS_NAMES if a != "language"]
+"""The upstream axes whose values ``responses(STUDY, pair = AXIS)`` can pair."""
+
+
+def _pair_axis(call: ast.Call, diags: Diagnostics) -> str | None | bool:
+    """The ``pair = AXIS`` of ``responses(STUDY, pair = AXIS)``: the axis, None without one,
+    False after an error (reported)."""
+    out: str | None | bool = None
+    for a in call.args:
+        if not isinstance(a, ast.KwArg):
+            continue
+        if a.name.text != "pair":
+            diags.error("E014", f"`responses` takes no argument `{a.name.text}`", a.name.span, hint="responses(STUDY), or responses(STUDY, pair = model) to judge two models' responses side by side")
+            return False
+        axis = name_of(a.value)
+        if axis not in PAIRABLE:
+            diags.error("E014", f"`pair` names an upstream axis whose values are paired; `{axis or '?'}` is not one", span_of(a.value), hint=did_you_mean(axis or "", PAIRABLE, f"axes: {', '.join(PAIRABLE)}"))
+            return False
+        out = axis
+    return out
+
+
+def pair_fields(pair: str, name: str) -> dict[str, str]:
+    """The fields of a paired item that differ between its two responses -> their source
+    (``COLUMN@a``: that column of the first response's row): ``response_a``,
+    ``response_b``, ``parsed_answer_a``, ``parsed_answer_b``, ``request_id_b``, and the paired
+    axis under ``NAME_a`` and ``NAME_b``."""
+    out = {f"{f}_{side}": f"{f}@{side}" for f in ("response", "parsed_answer") for side in "ab"}
+    out["request_id_b"] = "request_id@b"
+    out |= {f"{name}_{side}": f"{pair}@{side}" for side in "ab"}
+    return out
 
 
 def study_datasets(decls: Declarations, groups: dict[str, list[ast.Ref]], study: str) -> list[str]:
@@ -131,7 +168,7 @@ def _cycles(upstream: dict[str, tuple[str, Span | None]], reads: dict[str, list[
     return on_cycle
 
 
-def _response_dataset(d: ast.Decl, study: str, sources: list[DatasetSpec], diags: Diagnostics) -> DatasetSpec | None:
+def _response_dataset(d: ast.Decl, study: str, sources: list[DatasetSpec], diags: Diagnostics, pair: str | None = None) -> DatasetSpec | None:
     # Fields of the upstream items: those every one of the study's datasets maps.
     item_fields: set[str] | None = None
     for ds in sources:
@@ -167,7 +204,13 @@ def _response_dataset(d: ast.Decl, study: str, sources: list[DatasetSpec], diags
             ok = False
     if not ok:
         return None
-    return DatasetSpec(name=d.name.text, format=RESPONSES, path="", abs_path="", sha256="", study=study, fields=fields)
+    if pair is not None:
+        # Two responses per item: the fields that differ get an _a and a _b, the paired axis
+        # under the name the block gives it (`generator = model`: generator_a, generator_b).
+        name = next((k for k, fm in fields.items() if fm.source == pair), pair)
+        fields = {k: fm for k, fm in fields.items() if k not in ("response", "parsed_answer") and fm.source != pair}
+        fields |= {k: FieldMap(source=src) for k, src in pair_fields(pair, name).items()}
+    return DatasetSpec(name=d.name.text, format=RESPONSES, path="", abs_path="", sha256="", study=study, fields=fields, pair=pair)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from .. import ast
 from ..answers import ANSWER_KINDS
 from ..axes import CELL_AXES, CELL_AXIS_NAMES
 from ..data import Record
-from ..items import UPSTREAM_COLUMNS, UPSTREAM_REQUEST
+from ..items import UPSTREAM_REQUEST, upstream_source
 from ..diagnostics import Diagnostics, Span
 from ..spec import AnswerSpec, DatasetSpec, FramingSpec, ModelSpec, ModeSpec, StudySpec
 from .answers import resolve_answers
@@ -237,7 +237,7 @@ def upstream_axes(data: list[DatasetSpec]) -> set[str]:
     the study maps, where all of them are response datasets."""
     if not data or not all(d.study for d in data):
         return set()
-    mapped = [{name for name, fm in d.fields.items() if fm.source in UPSTREAM_COLUMNS} for d in data]
+    mapped = [{name for name, fm in d.fields.items() if upstream_source(fm.source)} for d in data]
     return set.intersection(*mapped) - set(CELL_AXIS_NAMES) - {UPSTREAM_REQUEST}
 
 
