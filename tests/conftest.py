@@ -81,3 +81,21 @@ def _shipped_engines_only(request):
     finally:
         entries.clear()
         entries.update(saved)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real local Ray cluster for a test module (two CPUs, one GPU as Ray counts them: no
+    device is used, the fake engine takes none).  A cluster someone else started is used and
+    left running."""
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    # "local": a new cluster of our own, even where `ray start` left one running
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

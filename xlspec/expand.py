@@ -215,9 +215,9 @@ def _upstream_reads(plan: dict, study: StudySpec, upstream_cells: dict[str, list
         for cell in upstream_cells[entry["study"]]:
             lang = cell["axes"]["language"]
             ids, rows, chars = out.get((dataset, lang), ([], 0, 0))
-            mode = plan["modes"].get(cell["axes"]["mode"]) if cell["axes"]["mode"] else None
-            samples = up["samples"] if mode is not None and mode["temperature"] > 0 else 1
-            n = cell["items"] * samples * len(sampled)
+            # One row per sample, greedy or not (greedy samples are one request, but each
+            # is a row of its own, and each row is an item downstream).
+            n = cell["items"] * up["samples"] * len(sampled)
             est = cell["estimate"]
             per_request = (est["prompt_tokens"] + est["output_tokens"]) / max(est["requests"], 1)
             if pair is not None:

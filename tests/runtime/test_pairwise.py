@@ -79,20 +79,6 @@ def test_the_verdict_is_mapped_back_through_the_shown_order():
     assert [parse(t, []) for t in ("[[A]]", "I pick [[ b ]].", "[[C]]", "[[tie]]", " (B) ", "A.", "Both are fine", "AB")] == ["A", "B", "tie", "tie", "B", "A", None, None]
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    if ray.is_initialized():
-        yield ray
-        return
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 def test_a_judge_that_always_answers_a_scores_half_on_a_balanced_swap(ray_cluster, tmp_path):
     ids = balanced_ids(8)
     path = write(tmp_path, ids)

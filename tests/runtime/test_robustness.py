@@ -22,7 +22,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import pytest
 from conftest import ROOT, XLSPEC
 from support.fake_engine import ANSWERS, FakeEngine
 from support.projects import ITEMS, Project, new_project
+from support.slow_driver import driver
 from xlspec import plan as planmod
 from xlspec.cli import main
 from xlspec.runtime.engines.base import EngineResult
@@ -40,7 +40,6 @@ from xlspec.runtime.scheduler import ModelReport, Progress, run_plan
 from xlspec.runtime.store import AnswerStore, RunDir
 
 BASE_REQUESTS = 2 * 2 * ITEMS * 2  # 2 framings x 2 languages x items x (options + generate)
-TESTS = os.path.join(ROOT, "tests")
 
 
 def cli(args: list[str], capsys, cwd=None) -> tuple[int, str, str]:
@@ -428,20 +427,6 @@ def test_an_options_run_summary_has_no_output_tokens(capsys):
 # ---- runs on Ray, in this process --------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    if ray.is_initialized():
-        yield ray
-        return
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 def run_logged(project: Project, path: str, engine: str = "fake", **kw):
     log = io.StringIO()
     report = run_plan(path, str(project.runs), engine_override=engine, progress=Progress(log, every=0.0), **kw)
@@ -530,46 +515,6 @@ def test_progress_moves_within_an_engine_call(ray_cluster, tiny, monkeypatch):
 
 
 # ---- interrupted processes ---------------------------------------------------------------
-
-DRIVER = textwrap.dedent(
-    """
-    import sys, time
-    sys.path[:0] = [{tests!r}]
-    from support import fake_engine
-    from support.fake_engine import ANSWERS, FakeEngine
-    from xlspec.runtime.engines.base import ENGINES, EngineInfo
-
-    class SlowEngine:
-        name = "slow"
-
-        def __init__(self, config):
-            self.fake = FakeEngine(config)
-            self.progress = None
-
-        def run(self, batch):
-            out = []
-            for r in batch:
-                time.sleep({delay})
-                out.append(self.fake._answer(r))
-                if self.progress is not None:
-                    self.progress(1)
-            return out
-
-        def close(self):
-            pass
-
-    EngineInfo(name="slow", summary="slow", load=SlowEngine, answers=ANSWERS, chunk=256).register()
-    from xlspec.cli import main
-    sys.exit(main(sys.argv[1:]))
-    """
-)
-
-
-def driver(tmp_path: Path, delay: float) -> list[str]:
-    script = tmp_path / f"driver_{str(delay).replace('.', '_')}.py"
-    script.write_text(DRIVER.format(tests=TESTS, delay=delay), encoding="utf-8")
-    return [sys.executable, str(script)]
-
 
 def env(**extra) -> dict:
     return dict(os.environ, XLSPEC_PLAIN_PROGRESS="1", XLSPEC_CHUNK="16", XLSPEC_PART="4", **extra)

@@ -40,6 +40,7 @@ CHUNK = "8"  # requests per engine batch: several batches over both actors
 
 @pytest.fixture(scope="module")
 def ray_cluster():
+    """This module's cluster counts two GPUs (replica tests); tests/conftest.py has the usual one."""
     import ray
 
     if ray.is_initialized():  # someone else's cluster: use it, leave it

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from support import fake_engine  # noqa: F401  (registers the fake engine)
+from support.slow_driver import driver
 from xlspec import plan as planmod
 from xlspec.api import compile_file
 from xlspec.diff import diff_plans, render_diff_text
@@ -41,20 +42,6 @@ study judge { model = judge_model  dataset = answers  language = [en, fr]  frami
 """
 
 GEN_REQUESTS = 2 * len(ROWS)
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    if ray.is_initialized():
-        yield ray
-        return
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 def compile_to(root, text: str) -> str:
@@ -165,37 +152,6 @@ def test_limit_limits_the_upstream_items_and_the_judge_follows(ray_cluster, tmp_
 
 # ---- SIGKILL in the middle of the judge stage ---------------------------------------------
 
-DRIVER = """
-import sys, time
-sys.path[:0] = [{tests!r}]
-from support.fake_engine import ANSWERS, FakeEngine
-from xlspec.runtime.engines.base import EngineInfo
-
-class SlowJudge:
-    name = "slow-judge"
-
-    def __init__(self, config):
-        self.fake = FakeEngine(config)
-        self.progress = None
-
-    def run(self, batch):
-        out = []
-        for r in batch:
-            if "Score 0-4" in r.prompt or "Note 0-4" in r.prompt:
-                time.sleep({delay})  # the judge's requests are slow, the generations fast
-            out.append(self.fake._answer(r))
-            if self.progress is not None:
-                self.progress(1)
-        return out
-
-    def close(self):
-        pass
-
-EngineInfo(name="slow-judge", summary="slow judge", load=SlowJudge, answers=ANSWERS, chunk=256).register()
-from xlspec.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
 MANY = [{"id": f"q{i}", "question": {"en": f"English question {i}?", "fr": f"Question française {i} ?"}} for i in range(1, 9)]
 
 
@@ -210,7 +166,7 @@ def stage_project(root) -> list[str]:
     result = compile_file(str(root / "stages.xls"), str(root / "build"))
     assert result.ok
     planmod.write(result.data, str(root / "build" / "stages.plan.json"))
-    return ["run", "build/stages.plan.json", "--engine", "slow-judge", "--no-report"]
+    return ["run", "build/stages.plan.json", "--engine", "slow", "--no-report"]
 
 
 def store_ids(root) -> list[str]:
@@ -228,16 +184,14 @@ def test_sigkill_in_the_judge_stage_loses_nothing(tmp_path):
     import sys
     import time
 
-    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    script = tmp_path / "driver.py"
-    script.write_text(DRIVER.format(tests=tests, delay=0.4), encoding="utf-8")
-    fast = tmp_path / "fast.py"
-    fast.write_text(DRIVER.format(tests=tests, delay=0.0), encoding="utf-8")
+    # the judge's requests are slow, the generations fast
+    slow = driver(tmp_path, delay=0.4, slow_when=("Score 0-4", "Note 0-4"))
+    fast = driver(tmp_path, delay=0.0)
     generations = 2 * len(MANY)
 
     root = tmp_path / "p"
     args = stage_project(root)
-    proc = subprocess.Popen([sys.executable, str(script), *args], cwd=root, env=kill_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([*slow, *args], cwd=root, env=kill_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 240
         # every generation stored, and some judgements answered (sealed or journaled)
@@ -250,7 +204,7 @@ def test_sigkill_in_the_judge_stage_loses_nothing(tmp_path):
     kept = len(store_ids(root)) + journaled(root)
     assert generations + 3 <= kept < 2 * generations
 
-    r = subprocess.run([sys.executable, str(fast), *args], cwd=root, env=kill_env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run([*fast, *args], cwd=root, env=kill_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
     manifest = json.loads((root / "runs" / "stages" / "manifest.json").read_text())
     assert manifest["status"] == "complete"
@@ -261,7 +215,7 @@ def test_sigkill_in_the_judge_stage_loses_nothing(tmp_path):
 
     reference_root = tmp_path / "reference"
     ref_args = stage_project(reference_root)
-    subprocess.run([sys.executable, str(fast), *ref_args], cwd=reference_root, env=kill_env(), check=True, capture_output=True, timeout=300)
+    subprocess.run([*fast, *ref_args], cwd=reference_root, env=kill_env(), check=True, capture_output=True, timeout=300)
     cols = ["study", "cell_id", "request_id", "item_id", "response", "upstream_request_id"]
     got = pq.read_table(root / "runs" / "stages" / "results.parquet").to_pandas()[cols].sort_values(["cell_id", "request_id"]).reset_index(drop=True)
     want = pq.read_table(reference_root / "runs" / "stages" / "results.parquet").to_pandas()[cols].sort_values(["cell_id", "request_id"]).reset_index(drop=True)
@@ -313,3 +267,16 @@ def test_the_judge_sees_the_question_of_the_partition_it_judges(ray_cluster, tmp
     for r in judged:
         assert ("hard question?" if r["language"] == "en" else "question hard ?") in r["prompt"]
         assert "easy" not in r["prompt"]
+
+
+def test_greedy_samples_are_rows_the_judge_reads_as_the_plan_estimated(ray_cluster, tmp_path):
+    """``samples = 2`` with greedy decoding: one request per item, two rows (one per
+    sample), and the judge reads each row as an item, as the plan's estimate says."""
+    path = compile_to(tmp_path, SPEC.replace("framing = ask  answer = generate }", "framing = ask  answer = generate  samples = 2 }"))
+    plan = planmod.load(path)
+    estimate = sum(c.estimate.requests for c in plan.cells if c.study == "judge")
+    manifest, _ = run(tmp_path, path)
+    rows = results(tmp_path)
+    assert len([r for r in rows if r["study"] == "gen"]) == 2 * GEN_REQUESTS
+    assert len([r for r in rows if r["study"] == "judge"]) == estimate == 2 * GEN_REQUESTS
+    assert computed(manifest)["writer"] == GEN_REQUESTS  # greedy: the samples are one request
