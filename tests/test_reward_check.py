@@ -130,3 +130,22 @@ def test_candidate_scores():
     got = rewards(dpo, {"a": -10.0, "a@reference": -12.0, "b": -9.0, "b@reference": -8.0})
     assert got == pytest.approx({"a": 0.2, "b": -0.1})
     assert rewards(dpo, {"a": -10.0}) == {"a": None, "b": None}
+
+
+def test_a_reward_score_can_be_compared_across_languages(tmp_path):
+    """``delta`` and ``rank_stability`` over ``mean(preference)``: the inner metric needs a
+    score, which reward and pairwise answers have (no chosen answer needed)."""
+    head = HEAD + 'model rm2 = hf("builtin:smollm2-135m-untrained-reward") { dtype = float32 }\n'
+    body = study("[rm, rm2]", "reward(a = chosen, b = rejected)").replace(
+        "metrics = [mean(preference)]", "metrics = [delta(mean(preference), language = en - de), rank_stability(mean(margin), language = en - de)]"
+    )
+    result, text = compile_text(tmp_path, body, head)
+    assert result.ok, text
+    bad = compile_text(tmp_path, body.replace("rank_stability(mean(margin), language = en - de)", "rank_stability(mean(margin), rank = language, language = en - de)"), head)[1]
+    assert "error[E008]: `rank_stability` uses `language` twice" in bad, bad
+
+
+def test_a_non_finite_reward_is_no_reward():
+    pair = {"args": {"a": "chosen", "b": "rejected", "tie": 0.5}}
+    assert candidate_scores(pair, {"a": float("nan"), "b": 1.0}) == ({"reward_b": 1.0}, ["reward_a", "margin", "preference"], None)
+    assert candidate_scores({"args": {"a": "response"}}, {"a": float("inf")}) == ({}, ["reward"], None)

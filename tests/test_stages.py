@@ -304,3 +304,12 @@ def test_a_paired_response_dataset_offers_each_side(tmp_path, in_dir):
     # two writers x one pair per prompt: 2 prompts x 3 languages = 6 judge requests
     plan = planmod.Plan.from_data(ok.data)
     assert sum(c.estimate.requests for c in plan.cells if c.study == "judge") == 6
+
+
+def test_pairing_needs_two_values_and_names_clear_of_the_results(tmp_path, in_dir):
+    one = compile_text(tmp_path, in_dir, GENERATE + JUDGE.replace("responses(gen)", "responses(gen, pair = framing)"))
+    assert "error[E014]: study `gen` has one `framing`: dataset `answers` pairs its responses by `framing`, and there is nothing to pair" in one.text, one.text
+    twice = compile_text(tmp_path, in_dir, GENERATE + JUDGE.replace("responses(gen)", "responses(gen, pair = model, pair = framing)"))
+    assert "error[E014]: `pair` is given twice" in twice.text, twice.text
+    clash = compile_text(tmp_path, in_dir, GENERATE + JUDGE.replace("{ generator = model }", "{ engine = model }"))
+    assert "error[E014]: `engine` is a column of the results; the upstream `model` needs a name of its own" in clash.text, clash.text

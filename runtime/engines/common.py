@@ -158,6 +158,53 @@ def classifier_labels(config, options: Sequence[str]) -> list[int]:
     return [by_name[o.strip().lower()] for o in options]
 
 
+def check_reward_head(num_labels: int, model: str) -> None:
+    if num_labels != 1:
+        raise RequestError(f"a reward model has one output; model `{model}` has {num_labels} labels (use answer = classify)")
+
+
+def reward_results(group: list[Prepared], outputs: Sequence[Sequence[float]]) -> list[EngineResult]:
+    """``reward``: each candidate's reward is the head's one output for its sequence
+    (``outputs``: one row per sequence of the group's items, in order)."""
+    rows = iter(outputs)
+    return [
+        EngineResult(
+            request_id=item.request.request_id,
+            scores=dict(zip("ab", (float(next(rows)[0]) for _ in item.sequences))),
+            prompt_tokens=sum(len(seq) for seq in item.sequences),
+            finish_reason="reward",
+        )
+        for item in group
+    ]
+
+
+def classify_result(item: Prepared, logits: Sequence[float], config) -> EngineResult:
+    """``classify``: the head's log-softmax at the options' labels, renormalised over them."""
+    norm = logsumexp([float(x) for x in logits])
+    options = item.request.options
+    result = options_result(item, {o: float(logits[i]) - norm for o, i in zip(options, classifier_labels(config, options))})
+    result.finish_reason = "classify"
+    return result
+
+
+def classify_group(group: list[Prepared], config, head: Callable[[list[list[int]]], Sequence[Sequence[float]]]) -> list[EngineResult]:
+    """``classify`` for a group: each item's options are matched to the head's labels first,
+    so one whose options are not labels fails alone, before any forward pass; ``head`` runs
+    the rest (their inputs -> the head's raw outputs)."""
+    results: dict[int, EngineResult] = {}
+    ready = []
+    for i, item in enumerate(group):
+        try:
+            classifier_labels(config, item.request.options)
+            ready.append(i)
+        except RequestError as exc:
+            results[i] = error_result(item.request, exc)
+    if ready:
+        for i, logits in zip(ready, head([group[i].sequences[0] for i in ready])):
+            results[i] = classify_result(group[i], logits, config)
+    return [results[i] for i in range(len(group))]
+
+
 def logsumexp(values: Sequence[float]) -> float:
     top = max(values)
     if top == -math.inf:

@@ -42,7 +42,6 @@ class HFEngine:
         self.model.eval()
         self.max_len = config.model.max_model_len or getattr(self.model.config, "max_position_embeddings", None) or self.tokenizer.model_max_length
         self.batch_size = int(config.settings.get("batch_size", 16))
-        self._references: dict[str, HFEngine] = {}
         generation = getattr(self.model, "generation_config", None)
         eos = generation.eos_token_id if generation is not None else None
         eos = eos if isinstance(eos, list) else [eos]
@@ -50,9 +49,17 @@ class HFEngine:
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids, default=0)
         if self.classifier and self.model.config.pad_token_id is None:
-            # The head reads each row's last token that is not padding; it needs to know
-            # the padding token to batch.
+            # A decoder's head reads each row's last token that is not padding; it needs to
+            # know the padding token to batch.
             self.model.config.pad_token_id = self.pad_id
+        if self.classifier and 0 < (self.tokenizer.model_max_length or 0) < self.max_len:
+            self.max_len = self.tokenizer.model_max_length  # RoBERTa: 514 positions, 512 tokens
+        # Reference models (a DPO policy's) load with the policy, so a reference that cannot
+        # load fails the model, not each request.
+        self._references = {
+            name: HFEngine(EngineConfig(name=name, model=spec, settings=config.settings))
+            for name, spec in sorted(config.references.items())
+        }
 
     def _dtype(self, path):
         """``auto`` keeps the checkpoint's dtype, except float32 checkpoints on a GPU run in
@@ -263,42 +270,27 @@ class HFEngine:
     # ---- classifier heads and reference models -----------------------------------------
 
     def _classifier_logits(self, sequences: list[list[int]]):
-        """The head's output per input (float64 on the CPU).  Left padding with positions
-        that count real tokens, so each row computes what it would alone."""
+        """The head's output per input (float64 on the CPU).  Right padding and the model's
+        own positions, as transformers pads for these heads: an encoder (BERT, XLM-R) reads
+        its first token and numbers positions its own way, a decoder reads its last token
+        that is not padding; either way each row computes what it would alone."""
         if not self.classifier:
             raise common.RequestError(f"model `{self.config.name}` is a language model (head = lm); reward and classify need head = classifier")
-        ids, mask, positions = self._pad_left(sequences)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
+        width = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), width), self.model.config.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
         return out.logits.double().cpu()
 
     def _reward(self, group: list[Prepared]) -> list[EngineResult]:
-        if self.model.config.num_labels != 1:
-            raise common.RequestError(f"a reward model has one output; model `{self.config.name}` has {self.model.config.num_labels} labels (use answer = classify)")
-        logits = self._classifier_logits([seq for item in group for seq in item.sequences])
-        results, row = [], 0
-        for item in group:
-            n = len(item.sequences)
-            rewards = logits[row : row + n, 0].tolist()
-            row += n
-            results.append(EngineResult(
-                request_id=item.request.request_id,
-                scores=dict(zip("ab", rewards)),
-                prompt_tokens=sum(len(seq) for seq in item.sequences),
-                finish_reason="reward",
-            ))
-        return results
+        common.check_reward_head(self.model.config.num_labels, self.config.name)
+        return common.reward_results(group, self._classifier_logits([seq for item in group for seq in item.sequences]).tolist())
 
     def _classify(self, group: list[Prepared]) -> list[EngineResult]:
-        logits = self._classifier_logits([item.sequences[0] for item in group])
-        logprobs = torch.log_softmax(logits, dim=-1)
-        results = []
-        for row, item in enumerate(group):
-            options = item.request.options
-            label_logprobs = dict(zip(options, logprobs[row, common.classifier_labels(self.model.config, options)].tolist()))
-            result = common.options_result(item, label_logprobs)
-            result.finish_reason = "classify"
-            results.append(result)
-        return results
+        return common.classify_group(group, self.model.config, lambda seqs: self._classifier_logits(seqs).tolist())
 
     def _implicit_reward(self, group: list[Prepared]) -> list[EngineResult]:
         """Each candidate's summed log-probability as the answer to the prompt, under this
@@ -332,12 +324,8 @@ class HFEngine:
         return results
 
     def _reference(self, name: str) -> "HFEngine":
-        """The reference model ``name``, loaded on first use and kept with this engine."""
         if name not in self._references:
-            spec = self.config.references.get(name)
-            if spec is None:
-                raise common.RequestError(f"reference model `{name}` is not known to this engine (recompile the plan)")
-            self._references[name] = HFEngine(EngineConfig(name=name, model=spec, settings=self.config.settings))
+            raise common.RequestError(f"reference model `{name}` is not known to this engine (recompile the plan)")
         return self._references[name]
 
 

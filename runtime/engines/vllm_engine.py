@@ -169,33 +169,12 @@ class VLLMEngine:
         return [list(out.outputs.probs) for out in outputs]
 
     def _reward(self, group: list[Prepared]) -> list[EngineResult]:
-        labels = self.llm.llm_engine.model_config.hf_config.num_labels
-        if labels != 1:
-            raise common.RequestError(f"a reward model has one output; model `{self.config.name}` has {labels} labels (use answer = classify)")
+        common.check_reward_head(self.llm.llm_engine.model_config.hf_config.num_labels, self.config.name)
         sequences = [seq for item in group for seq in item.sequences]
-        heads = iter(self._head(sequences, max(1, len(sequences) // max(1, len(group)))))
-        results = []
-        for item in group:
-            rewards = [next(heads)[0] for _ in item.sequences]
-            results.append(EngineResult(
-                request_id=item.request.request_id,
-                scores=dict(zip("ab", rewards)),
-                prompt_tokens=sum(len(seq) for seq in item.sequences),
-                finish_reason="reward",
-            ))
-        return results
+        return common.reward_results(group, self._head(sequences, max(1, len(sequences) // max(1, len(group)))))
 
     def _classify(self, group: list[Prepared]) -> list[EngineResult]:
-        config = self.llm.llm_engine.model_config.hf_config
-        results = []
-        for item, logits in zip(group, self._head([item.sequences[0] for item in group])):
-            norm = common.logsumexp(logits)
-            options = item.request.options
-            label_logprobs = {o: logits[i] - norm for o, i in zip(options, common.classifier_labels(config, options))}
-            result = common.options_result(item, label_logprobs)
-            result.finish_reason = "classify"
-            results.append(result)
-        return results
+        return common.classify_group(group, self.llm.llm_engine.model_config.hf_config, self._head)
 
 
 def _counting_bar(progress, per_request: int):

@@ -107,11 +107,13 @@ def test_hf_classifier_probabilities_over_the_options(tmp_path, torch):
     build_untrained_classifier(resolve_model(BASE), path, NLI_LABELS, seed=3)
     engine = engine_for("hf", str(path), head="classifier")
     premise = "Premise: A man is playing a guitar on stage.\nHypothesis: A man is making music."
+    longer = "Premise: Two women are walking along a beach at sunset, talking.\nHypothesis: Nobody is outside."
     try:
-        good, subset, bad = engine.run([
+        good, subset, bad, other = engine.run([
             EngineRequest("all", premise, "classify", options=("Entailment", "neutral", "contradiction")),
             EngineRequest("two", premise, "classify", options=("contradiction", "entailment")),
             EngineRequest("bad", premise, "classify", options=("yes", "no")),
+            EngineRequest("long", longer, "classify", options=NLI_LABELS),  # a longer row: padding
         ])
     finally:
         engine.close()
@@ -126,6 +128,40 @@ def test_hf_classifier_probabilities_over_the_options(tmp_path, torch):
     assert subset.option_probs == pytest.approx({"contradiction": pair[0], "entailment": pair[1]}, abs=1e-5)
     assert subset.response == max(subset.option_probs, key=subset.option_probs.get)
     assert bad.error == "option 'yes' is not a label of the classifier (its labels: entailment, neutral, contradiction)"
+    with torch.no_grad():
+        alone = torch.softmax(model(**tok(longer, return_tensors="pt")).logits[0].double(), -1).tolist()
+    assert other.option_probs == pytest.approx(dict(zip(NLI_LABELS, alone)), abs=1e-5)
+
+
+@pytest.mark.slow
+def test_hf_encoder_classifier_rows_do_not_depend_on_the_batch(tmp_path, torch):
+    """An encoder head (XLM-R: positions counted from its padding token, the first token
+    pooled), tiny and seeded, on the embedded model's tokenizer: rows of different lengths in
+    one batch give what each gives alone."""
+    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(BASE))
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=130, pad_token_id=tok.pad_token_id, num_labels=3,
+        id2label=dict(enumerate(NLI_LABELS)), label2id={v: i for i, v in enumerate(NLI_LABELS)},
+    )
+    model = XLMRobertaForSequenceClassification(config).eval()
+    path = tmp_path / "xlmr"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    texts = ["A short one.", "A somewhat longer premise with more words in it, and a hypothesis.", "Medium length text here."]
+    engine = engine_for("hf", str(path), head="classifier", chat=False)
+    try:
+        results = engine.run([EngineRequest(f"c{i}", t, "classify", options=NLI_LABELS) for i, t in enumerate(texts)])
+    finally:
+        engine.close()
+    for text, result in zip(texts, results):
+        assert result.error is None, result.error
+        with torch.no_grad():
+            alone = torch.softmax(model(**tok(text, return_tensors="pt")).logits[0].double(), -1).tolist()
+        assert result.option_probs == pytest.approx(dict(zip(NLI_LABELS, alone)), abs=1e-6)
 
 
 @pytest.mark.slow

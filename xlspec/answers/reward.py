@@ -17,6 +17,8 @@ same score names and can sit in one table.
 
 from __future__ import annotations
 
+import math
+
 from .base import AnswerKind, Param
 
 SINGLE = ("reward",)
@@ -38,6 +40,8 @@ def candidate_scores(answer: dict, rewards: dict[str, float | None]) -> tuple[di
     candidate's reward (``rewards``: ``a`` and, for a pair, ``b``; None where the engine
     gave none)."""
     args = answer.get("args") or {}
+    # A reward that is not a finite number (a head that overflowed) is no reward.
+    rewards = {k: (v if v is not None and math.isfinite(v) else None) for k, v in rewards.items()}
     a = rewards.get("a")
     if not args.get("b"):
         return ({"reward": a} if a is not None else {}), ([] if a is not None else ["reward"]), None

@@ -152,6 +152,12 @@ def _metric(e: ast.Expr, provides: set[str], axes: set[str], values: dict[str, l
         elif p.name not in args and p.default is not None:
             args[p.name] = p.default
     if ok:
+        folds = list(info.folds(args))
+        if len(folds) != len(set(folds)):  # rank_stability(..., rank = language, language = en - et)
+            twice = next(a for a in folds if folds.count(a) > 1)
+            diags.error("E008", f"`{name}` uses `{twice}` twice: it cannot rank the values of the axis it compares along", name_span, hint=f"rank another axis than `{twice}`")
+            ok = False
+    if ok:
         for axis in info.folds(args):
             have = values.get(axis)
             if have is not None and len(have) == 1:  # none: reported where the axis is set
@@ -182,7 +188,8 @@ def _needs(info: MetricInfo, args: dict[str, Any]) -> set[str]:
         ref = args.get(p.name) if p.kind == "metric" else None
         inner = METRICS.get(ref["name"] if isinstance(ref, dict) else ref) if ref is not None else None
         if inner is not None:
-            needs |= inner.needs
+            # `mean(preference)` needs a score, where plain `mean` needs a chosen answer
+            needs |= _needs(inner, ref.get("args") or {}) if isinstance(ref, dict) else inner.needs
     return needs
 
 

@@ -93,6 +93,9 @@ def _pair_axis(call: ast.Call, diags: Diagnostics) -> str | None | bool:
             diags.error("E014", f"`responses` takes no argument `{a.name.text}`", a.name.span, hint="responses(STUDY), or responses(STUDY, pair = model) to judge two models' responses side by side")
             return False
         axis = name_of(a.value)
+        if out is not None:
+            diags.error("E014", "`pair` is given twice", a.name.span, hint="a response dataset pairs its responses by one axis")
+            return False
         if axis not in PAIRABLE:
             diags.error("E014", f"`pair` names an upstream axis whose values are paired; `{axis or '?'}` is not one", span_of(a.value), hint=did_you_mean(axis or "", PAIRABLE, f"axes: {', '.join(PAIRABLE)}"))
             return False
@@ -168,6 +171,12 @@ def _cycles(upstream: dict[str, tuple[str, Span | None]], reads: dict[str, list[
     return on_cycle
 
 
+def _results_columns() -> list[str]:
+    from ..runtime.schema import RESULTS_SCHEMA  # pyarrow: only where a response dataset is
+
+    return RESULTS_SCHEMA.names
+
+
 def _response_dataset(d: ast.Decl, study: str, sources: list[DatasetSpec], diags: Diagnostics, pair: str | None = None) -> DatasetSpec | None:
     # Fields of the upstream items: those every one of the study's datasets maps.
     item_fields: set[str] | None = None
@@ -192,6 +201,11 @@ def _response_dataset(d: ast.Decl, study: str, sources: list[DatasetSpec], diags
             ok = False
         elif src is None:
             diags.error("E014", "a response dataset maps a name to an upstream column: `generator = model`", span_of(v))
+            ok = False
+        elif src in UPSTREAM_COLUMNS and key in _results_columns() and key not in UPSTREAM_COLUMNS:
+            # `engine = model`: the judge's rows have an `engine` column of their own, and a
+            # metric grouping by the name would read that one.
+            diags.error("E014", f"`{key}` is a column of the results; the upstream `{src}` needs a name of its own", s.key.span, hint=f"for example `{src}_upstream = {src}`, or `generator = model`")
             ok = False
         elif src in UPSTREAM_COLUMNS or src in columns:
             fields[key] = FieldMap(source=src)
@@ -220,6 +234,8 @@ class UpstreamFacts:
 
     languages: list[str]
     answer_kinds: list[str]
+    axis_values: dict[str, int] | None = None
+    """How many values each axis takes (None where the study failed before they were read)."""
 
 
 def check_upstream(d: ast.Decl, settings: dict[str, ast.Setting], datasets: list[str], languages: list[str], scope, upstream: dict[str, UpstreamFacts], diags: Diagnostics) -> None:
@@ -241,6 +257,14 @@ def check_upstream(d: ast.Decl, settings: dict[str, ast.Setting], datasets: list
             diags.error(
                 "E014", f"study `{ds.study}` generates no text for dataset `{name}` to read: its answers are {kinds}",
                 span_of(call.args[0]) if call is not None else decl.name.span, hint=f"add `generate` to the answers of study `{ds.study}`",
+            )
+            continue
+        if ds.pair is not None and up.axis_values is not None and up.axis_values.get(ds.pair, 0) < 2:
+            arg = next((a for a in call.args if isinstance(a, ast.KwArg) and a.name.text == "pair"), None) if call is not None else None
+            n = up.axis_values.get(ds.pair, 0)
+            diags.error(
+                "E014", f"study `{ds.study}` has {'one' if n == 1 else 'no'} `{ds.pair}`: dataset `{name}` pairs its responses by `{ds.pair}`, and there is nothing to pair",
+                span_of(arg.value) if arg is not None else decl.name.span, hint=f"give study `{ds.study}` two or more values of `{ds.pair}`, or pair another axis",
             )
             continue
         asked = set(up.languages)

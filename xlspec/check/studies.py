@@ -220,6 +220,9 @@ def _study(d: ast.Decl, scope: Scope, upstream: dict[str, UpstreamFacts], diags:
         "mode": modes, "country": sorted(countries or {}), "partition": partitions or [], "subset": subsets or [],
     }
     values = {a.name: named[a.name] for a in CELL_AXES if not a.integer}
+    # How many values each axis takes, for a study that pairs this one's responses.
+    counts = {**{k: len(v) for k, v in named.items()}, "shots": len(shots), "seed": len(seeds)}
+    upstream[d.name.text] = UpstreamFacts(all_langs, [a.kind for a in answers], counts)
     metrics = resolve_metrics(settings.get("metrics"), answers, data, axes | upstream_axes(data), values, scope.decls, diags)
     if diags.has_errors():
         return None
