@@ -27,6 +27,9 @@ def cmd_run(args) -> int:
         close = ENGINES.suggest(args.engine)
         _err(f"--engine: unknown engine `{args.engine}`" + (f"; did you mean `{close}`?" if close else f"; engines: {', '.join(ENGINES.names())}"))
         return EXIT_INPUT
+    if args.engine is not None and not ENGINES[args.engine].local:
+        _err(f"--engine {args.engine}: a model behind an API is declared in the spec (openai(\"name\") {{ base_url = ... }}); --engine swaps between the engines that run a model here: {', '.join(n for n, e in ENGINES.items() if e.local)}")
+        return EXIT_INPUT
     if args.plans:
         plans = args.plans
     else:

@@ -38,7 +38,7 @@ from xlspec import plan as planmod
 from xlspec.answers import ANSWER_KINDS, implicit_reward, pairwise, reward
 from xlspec.files import atomic_write_text
 from xlspec.axes import CELL_AXIS_NAMES
-from xlspec.items import UPSTREAM_REQUEST, upstream_source
+from xlspec.items import SPECIAL_FIELDS, UPSTREAM_REQUEST, upstream_source
 from xlspec.lower import CellRequest, DataCache, EngineRequest, UpstreamMissing, cell_requests
 from xlspec.parsers.base import build as build_parser
 from xlspec.parsers.base import can_refuse, score_names
@@ -193,7 +193,9 @@ def engine_config(name: str, plan: Plan, engine_override: str | None, spec_dir: 
     they tune the engine, not the answers, so they are not part of the plan."""
     import json
 
-    engine = engine_override or plan.models[name].engine
+    # --engine swaps one local engine for another; a model behind an API stays there.
+    declared = plan.models[name].engine
+    engine = declared if declared in ENGINES and not ENGINES[declared].local else engine_override or declared
 
     def located(model):
         source = model.source
@@ -218,7 +220,15 @@ def engine_config(name: str, plan: Plan, engine_override: str | None, spec_dir: 
             raise RunError(f"XLSPEC_VLLM_ARGS is not JSON: {e}") from None
         if not isinstance(settings, dict):
             raise RunError("XLSPEC_VLLM_ARGS must be a JSON object, such as {\"gpu_memory_utilization\": 0.6}")
-    return EngineConfig(name=name, model=located(plan.models[name]), settings=settings, references=references)
+    secrets = {}
+    info = ENGINES[engine] if engine in ENGINES else None
+    if info is not None and info.key_env is not None:
+        var = info.key_env(plan.models[name])
+        if var:
+            if not os.environ.get(var):
+                raise RunError(f"model `{name}` reads its API key from the environment variable {var}, which is not set; export {var}=<your key> and run again (the key is never written to a plan or a result)")
+            secrets[var] = os.environ[var]
+    return EngineConfig(name=name, model=located(plan.models[name]), settings=settings, references=references, secrets=secrets)
 
 
 # ---- rows --------------------------------------------------------------------------------
@@ -261,6 +271,7 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
     if entry.study is not None:  # a judgement: the generation it read, and its mapped axes
         upstream_request = item.values.get(UPSTREAM_REQUEST)
         upstream = [(name, item.values.get(name, "")) for name, fm in sorted(entry.fields.items()) if upstream_source(fm.source) and name != UPSTREAM_REQUEST]
+    model = plan.models[cell.axes["model"]]
     return {
         "experiment": plan.experiment,
         "study": cell.study,
@@ -282,8 +293,10 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
         "invalid_scores": invalid,
         "option_logprobs": list(logprobs.items()) if logprobs else None,
         "option_probs": list(probs.items()) if probs else None,
+        "correct": None,  # filled per cell by :func:`fill_correct`
         "gold": item.gold,
         "targets": item.targets,
+        "item_fields": item_fields(item, entry),
         "human": list(item.human.items()) if item.human else None,
         "scale_min": scale[0] if scale else None,
         "scale_max": scale[1] if scale else None,
@@ -292,8 +305,48 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
         "finish_reason": result.finish_reason,
         "latency_ms": result.latency_ms,
         "engine": engine,
+        "model_source": model.source,
+        "model_revision": model_revision(model),
+        "temperature": req.temperature,
+        "top_p": req.top_p,
+        "max_tokens": req.max_tokens if kind.engine == "generate" else None,
+        "engine_prompt": result.engine_prompt,
+        "retries": result.retries,
         "error": result.error,
     }
+
+
+def model_revision(model) -> str | None:
+    """What pins a model's weights beside its source: the hub revision, or for a model behind
+    an API its server (the model name alone does not say which server answered)."""
+    info = ENGINES.get(model.engine)
+    return info.pinned_by(model) if info is not None and info.pinned_by is not None else model.revision
+
+
+def item_fields(item, entry) -> list[tuple[str, str]] | None:
+    """The item's mapped fields (``category``, ``subject``, ...) as a map, so a query can
+    group by them; the options and the fields with a meaning of their own have columns."""
+    out = [(k, v) for k, v in sorted(item.values.items()) if k in entry.fields and k not in SPECIAL_FIELDS and k != "options" and v is not None]
+    return out or None
+
+
+def fill_correct(rows: list[dict]) -> None:
+    """Each row's ``correct``: the chosen answer equals the gold answer (or one of the
+    targets), exactly as ``accuracy`` counts it, so ``avg(correct)`` over any group is that
+    group's accuracy: a refusal or an unreadable answer is False, and rows without a gold
+    answer, of kinds that choose no option, or with an engine error are null."""
+    import pandas as pd
+
+    from .metrics.columns import Columns
+    from .metrics.defs.accuracy import correctness
+
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return
+    ok = frame["error"].isna().to_numpy() if "error" in frame else None
+    kept = [i for i in range(len(rows)) if ok is None or ok[i]]
+    for i, value in zip(kept, correctness(Columns(frame, drop_errors=True))):
+        rows[i]["correct"] = value
 
 
 # ---- progress ----------------------------------------------------------------------------
@@ -711,6 +764,7 @@ class _Cells:
             res = answers.get(rid) or self.errors[rid]
             failed += res.error is not None
             rows.append(make_row(runner.plan, cell, cr, res, self.engine, scale))
+        fill_correct(rows)
         runner.run_dir.write_cell(cell.id, runner.limit, rows, complete=not failed)
         # A cell with failed requests is written (``.errors``) but not done: the run is
         # incomplete, and the next run retries just those requests.
@@ -756,7 +810,9 @@ def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: J
     gpus = int(resources.get("GPU", 0))
     tp = max(1, config.model.tensor_parallel)
     cpus = max(1, int(resources.get("CPU", 1)))
-    if gpus:
+    if not info.local:  # a client of a server elsewhere: no devices, one actor
+        replicas, options, threads = 1, {"num_gpus": 0, "num_cpus": 0}, None
+    elif gpus:
         # CPUs too: an engine actor given one CPU started vLLM 2.5x slower than a bare process.
         replicas = max(1, gpus // tp)
         options = {"num_gpus": tp, "num_cpus": max(1, cpus // replicas)}
@@ -765,7 +821,10 @@ def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: J
         replicas, options = 1, {"num_gpus": 0, "num_cpus": cpus}
         threads = cpus
     remote_cls = _actor_class(ray)
-    progress.line(f"[{config.name}] loading {config.model.source} on {config.model.engine} ({replicas} replica{'s' if replicas > 1 else ''}, {'%d GPU each' % tp if gpus else 'CPU'})")
+    if info.local:
+        progress.line(f"[{config.name}] loading {config.model.source} on {config.model.engine} ({replicas} replica{'s' if replicas > 1 else ''}, {'%d GPU each' % tp if gpus else 'CPU'})")
+    else:
+        progress.line(f"[{config.name}] {config.model.source} at {model_revision(config.model)} ({config.model.engine}, {config.model.concurrency} requests at a time)")
     actors = [remote_cls.options(**options).remote(info, config, threads) for _ in range(replicas)]
     refs = [a.ready.remote() for a in actors]
     while len(ray.wait(refs, num_returns=len(refs), timeout=POLL_S)[0]) < len(refs):

@@ -59,6 +59,8 @@ ANSWER_SCHEMA = pa.schema(
         ("finish_reason", pa.string()),
         ("latency_ms", pa.float64()),
         ("engine", pa.string()),
+        ("retries", pa.int32()),
+        ("engine_prompt", pa.string()),
     ]
 )
 
@@ -91,6 +93,8 @@ def _answer_row(r: EngineResult, engine: str) -> dict:
         "finish_reason": r.finish_reason,
         "latency_ms": r.latency_ms,
         "engine": engine,
+        "retries": r.retries,
+        "engine_prompt": r.engine_prompt,
     }
 
 
@@ -309,6 +313,8 @@ def _result(row: dict) -> EngineResult:
         output_tokens=row["output_tokens"] or 0,
         finish_reason=row["finish_reason"],
         latency_ms=row["latency_ms"] or 0.0,
+        retries=row.get("retries") or 0,  # answer files written before these columns
+        engine_prompt=row.get("engine_prompt"),
     )
 
 

@@ -137,7 +137,7 @@ def test_engine_serving_the_answer_kinds_compiles(check, text_only_engine):
 def test_unknown_engine_suggests_a_registered_one(check):
     result, text = check(HEAD.replace('hf("builtin', 'hff("builtin') + study())
     assert result.spec is None
-    assert 'a model is an engine and a source: hf("org/name"), vllm("org/name"), or hf("builtin:smollm2-135m-instruct")' in text
+    assert 'a model is an engine and a source: hf("org/name"), openai("model-name"), vllm("org/name"), or hf("builtin:smollm2-135m-instruct")' in text
     assert "did you mean `hf`?" in text
 
 

@@ -67,3 +67,22 @@ study zz_native_only {
 """)
     # the country's name in English (study values) survives the second study
     assert all("en" in names and len(names) >= 2 for names in plan.names["countries"].values())
+
+
+def test_an_api_model_is_identified_by_its_name_and_server_never_its_key():
+    """Two servers answering to one model name are two models; the key's variable and how
+    many requests are in flight are not part of any id, and a plan does not list the
+    openai-only settings of other models."""
+    from xlspec.identity import model_identity
+    from xlspec.spec import ModelSpec
+
+    def ident(**settings):
+        return model_identity(ModelSpec(engine="openai", source="gpt-4o-mini", **settings).plan_entry())
+
+    base = ident()
+    assert ident(base_url="http://127.0.0.1:8000/v1") != base
+    assert ident(base_url="http://127.0.0.1:8000/v1") != ident(base_url="http://127.0.0.1:8001/v1")
+    assert ident(api_key_env="MY_KEY", concurrency=32, timeout=5, max_retries=0) == base
+    assert model_identity(ModelSpec(engine="openai", source="gpt-4o").plan_entry()) != base
+    local = ModelSpec(engine="hf", source="builtin:smollm2-135m-instruct").plan_entry()
+    assert not {"base_url", "api_key_env", "concurrency", "timeout", "max_retries"} & set(local)

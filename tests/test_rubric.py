@@ -14,6 +14,7 @@ from xlspec.diagnostics import render_text
 from xlspec.lower import CellRequest, EngineRequest
 from xlspec.parsers import build, score_names
 from xlspec.runtime.engines.base import EngineResult
+from xlspec.spec import ModelSpec
 from xlspec.runtime.metrics import compute_metrics
 
 RUBRIC = {"fields": ["grammaticality", "readability", "coherence", "fluency"], "min": 0, "max": 4}
@@ -50,6 +51,7 @@ def make_row(parser: str, args: dict, response: str) -> dict:
     class _Plan:
         experiment = "e"
         datasets = {None: _Dataset()}
+        models = {None: ModelSpec(engine="fake", source="x")}
 
     class _Cell:
         study, id = "judge", "c1"

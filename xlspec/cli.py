@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--address", default=None, help="join an existing Ray cluster (default: start a local one)")
     r.add_argument("--runs-dir", default="runs", help="where results go (default: runs)")
     r.add_argument("--store", default=None, help="the shared request cache (default: <runs-dir>/.store)")
-    r.add_argument("--engine", default=None, metavar="ENGINE", help="override every model's engine (hf, vllm)")
+    r.add_argument("--engine", default=None, metavar="ENGINE", help="run every model that runs here on this engine (hf, vllm); models behind an API keep theirs")
     r.add_argument("--no-report", action="store_true", help="skip metrics and reports")
 
     rep = sub.add_parser("report", help="recompute metrics and re-render reports from stored results")

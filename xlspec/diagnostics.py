@@ -231,8 +231,9 @@ def render_text(diags: Iterable[Diagnostic], sources: SourceCache, color: bool =
             out.append(f"{bold}{red}{label}{reset}: {d.message}")
         else:
             s = d.span
-            out.append(f"{bold}{s.file}:{s.line}:{s.col}: {red}{label}{reset}{bold}: {d.message}{reset}")
-            src = sources.line(s.file, s.line)
+            place = f"{s.file}:{s.line}:{s.col}" if s.col > 0 else f"{s.file}: row {s.line}"  # col 0: a table's row
+            out.append(f"{bold}{place}: {red}{label}{reset}{bold}: {d.message}{reset}")
+            src = sources.line(s.file, s.line) if s.col > 0 else None
             if src is not None:
                 gutter = str(s.line)
                 pad = " " * len(gutter)

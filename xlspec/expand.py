@@ -51,7 +51,8 @@ def expand(spec: Spec, records: dict[str, list[Record]], plan_dir: str) -> dict:
             continue
         datasets[name] = {
             "format": ds.format,
-            "path": os.path.relpath(ds.abs_path, spec_dir).replace(os.sep, "/"),
+            "path": os.path.relpath(ds.abs_path, spec_dir).replace(os.sep, "/") if ds.hub_id is None else "",
+            **{k: v for k, v in (("hub_id", ds.hub_id), ("config", ds.config), ("configs", ds.configs), ("split", ds.split), ("revision", ds.revision)) if v is not None},
             "sha256": ds.sha256,
             "records": len(records[name]),
             "fields": {k: v.model_dump(exclude_none=True) for k, v in sorted(ds.fields.items())},
@@ -76,7 +77,7 @@ def expand(spec: Spec, records: dict[str, list[Record]], plan_dir: str) -> dict:
             "imports": [i.model_dump() for i in spec.imports],
         },
         "datasets": datasets,
-        "models": {name: spec.models[name].model_dump() for name in used_models},
+        "models": {name: spec.models[name].plan_entry() for name in used_models},
         "framings": {name: spec.framings[name].model_dump() for name in used_framings},
         "modes": {name: spec.modes[name].model_dump() for name in used_modes},
         "subsets": {k: v for k, v in sorted(spec.subsets.items())},

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from .answers import ANSWER_KINDS, pairwise, reward
 from .axes import CELL_AXIS_NAMES
-from .data import Record, read_records
+from .data import Record
+from .tables import read_dataset
 from .identity import request_id
 from .items import RESPONSE_KEY, ItemView, available, select, view
 from .plan import Cell, Plan
@@ -117,7 +118,7 @@ class DataCache:
             return self._response_records(dataset, reads)
         if dataset not in self._records:
             path = os.path.normpath(os.path.join(self.spec_dir, entry.path))
-            self._records[dataset] = read_records(path, entry.format)[0]
+            self._records[dataset] = read_dataset(entry.format, path, hub_id=entry.hub_id, config=entry.config, configs=entry.configs, split=entry.split, revision=entry.revision)[0]
         return self._records[dataset]
 
     def _response_records(self, dataset: str, reads) -> list[Record]:

@@ -89,6 +89,15 @@ class PlanDataset(_Model):
     """``responses``: the study whose responses are the items."""
     pair: str | None = None
     """``responses(STUDY, pair = AXIS)``: the upstream axis whose values are paired."""
+    hub_id: str | None = None
+    """``hf("org/name")``: the dataset's hub id (``path`` is empty); a local folder laid out
+    as a hub repository has a ``path`` instead."""
+    config: str | None = None
+    """``hf``: the one config read for every language."""
+    configs: dict[str, str] | None = None
+    """``hf``: language -> the config read for it (one config per language)."""
+    split: str | None = None
+    revision: str | None = None
 
 
 class PlanStudy(_Model):
@@ -355,8 +364,18 @@ def stale_inputs(plan: Plan, plan_path: str) -> list[str]:
     # Spec files by their text (as compiled: line endings do not count), data by its bytes.
     checks = [(spec_path, plan.spec.sha256, True)]
     checks += [(os.path.normpath(os.path.join(spec_dir, i.path)), i.sha256, True) for i in plan.spec.imports]
-    checks += [(os.path.normpath(os.path.join(spec_dir, d.path)), d.sha256, False) for d in plan.datasets.values() if d.format != "responses"]
+    checks += [(os.path.normpath(os.path.join(spec_dir, d.path)), d.sha256, False) for d in plan.datasets.values() if d.format not in ("responses", "hf")]
     changed = []
+    for name, d in plan.datasets.items():
+        if d.format == "hf":  # by its rows' fingerprint, read through the datasets cache
+            from .tables import read_dataset
+
+            try:
+                got = read_dataset("hf", os.path.normpath(os.path.join(spec_dir, d.path)), hub_id=d.hub_id, config=d.config, configs=d.configs, split=d.split, revision=d.revision)[1]
+            except OSError:
+                got = None
+            if got != d.sha256:
+                changed.append(f"dataset `{name}` ({d.hub_id or d.path})" + (" (cannot be read)" if got is None else ""))
     for path, want, is_spec in checks:
         try:
             got = read_source(path).sha256 if is_spec else sha256_file(path)

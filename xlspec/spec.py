@@ -23,9 +23,16 @@ class FieldMap(_Model):
 
 class DatasetSpec(_Model):
     name: str
-    format: Literal["jsonl", "csv", "responses"]
-    path: str = Field(description="as written, relative to the declaring spec file (empty for responses)")
+    format: Literal["jsonl", "csv", "parquet", "hf", "responses"]
+    path: str = Field(description="as written, relative to the declaring spec file (empty for responses and hub ids)")
     abs_path: str = Field(exclude=True)
+    hub_id: str | None = None
+    """``hf("org/name")``: the hub id; a local folder has ``path`` instead."""
+    config: str | None = None
+    configs: dict[str, str] | None = None
+    """``hf``: language -> config, where the config depends on the language."""
+    split: str | None = None
+    revision: str | None = None
     sha256: str
     fields: dict[str, FieldMap]
     scale: tuple[float, float] | None = None
@@ -37,13 +44,20 @@ class DatasetSpec(_Model):
     item is two responses to one upstream item that differ only in that axis."""
 
 
-def _setting(default: Any, summary: str, *, identity: bool | str = True) -> Any:
+def _setting(default: Any, summary: str, *, identity: bool | str = True, engines: Literal["local", "api"] | None = None) -> Any:
     """A model setting.  ``identity``: it can change what the model answers, so it is part of
     every cell id and request id that uses the model (:mod:`xlspec.identity`).
     ``"unless-default"``: a setting added after ids were first published, part of the
     identity only where it is not at its default, so the ids of models that do not use it
-    (and their stored answers) stay as they were."""
-    return Field(default, description=summary, json_schema_extra={"identity": identity})
+    (and their stored answers) stay as they were.  ``engines``: the engines the setting
+    means something to, ``local`` ones (that run the weights here: hf, vllm) or ``api``
+    ones (clients of a server: openai); None: every engine.  A spec that sets it for
+    another engine gets an error.  Settings of some engines only are left out of a plan at their default, so plans
+    of models that do not use them keep their bytes."""
+    extra: dict[str, Any] = {"identity": identity}
+    if engines is not None:
+        extra["engines"] = engines
+    return Field(default, description=summary, json_schema_extra=extra)
 
 
 class ModelSpec(_Model):
@@ -52,19 +66,39 @@ class ModelSpec(_Model):
     but ``engine`` and ``source`` (which the call gives: ``hf("org/name")``)."""
 
     engine: str = _setting(..., "the inference engine")
-    source: str = _setting(..., "builtin:smollm2-135m-instruct, a local model folder (relative to the spec) or a Hugging Face model id")
-    revision: str | None = _setting(None, "a Hugging Face revision (branch, tag or commit)")
+    source: str = _setting(..., "builtin:smollm2-135m-instruct, a local model folder (relative to the spec) or a Hugging Face model id; for openai, the server's model name")
+    revision: str | None = _setting(None, "a Hugging Face revision (branch, tag or commit)", engines="local")
     head: Literal["lm", "classifier"] = _setting("lm", "lm: a causal language model (generate, options, loglik, implicit_reward); classifier: a sequence-classification head (reward, classify)", identity="unless-default")
-    chat: bool = _setting(True, "apply the model's chat template (false for base models: the prompt is sent as is)")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = _setting("auto", "weights and activations: auto, float32, bfloat16, float16")
-    max_model_len: int | None = _setting(None, "the longest prompt + answer in tokens (default: the model's)")
-    tensor_parallel: int = _setting(1, "GPUs per engine replica", identity=False)
-    batch_size: int = _setting(64, "sequences per forward pass (hf engine)", identity=False)
+    chat: bool = _setting(True, "apply the model's chat template (false for base models: the prompt is sent as is); openai: the chat completions endpoint (false: plain completions)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = _setting("auto", "weights and activations: auto, float32, bfloat16, float16", engines="local")
+    max_model_len: int | None = _setting(None, "the longest prompt + answer in tokens (default: the model's)", engines="local")
+    tensor_parallel: int = _setting(1, "GPUs per engine replica", identity=False, engines="local")
+    batch_size: int = _setting(64, "sequences per forward pass (hf engine)", identity=False, engines="local")
+    base_url: str | None = _setting(None, "openai: the server's OpenAI-compatible API root, such as http://localhost:8000/v1 (default: https://api.openai.com/v1)", identity="unless-default", engines="api")
+    api_key_env: str | None = _setting(None, "openai: the environment variable holding the API key, read at run time and never written anywhere (default: OPENAI_API_KEY for api.openai.com, no key for another base_url)", identity=False, engines="api")
+    concurrency: int = _setting(8, "openai: requests in flight at once", identity=False, engines="api")
+    timeout: int = _setting(120, "openai: seconds one request may take before it is retried", identity=False, engines="api")
+    max_retries: int = _setting(5, "openai: retries of a request after a 429, a 5xx, a timeout or a dropped connection (with exponential backoff and jitter, honouring Retry-After); a request that still fails becomes an error row, retried by the next run", identity=False, engines="api")
+
+    def plan_entry(self) -> dict[str, Any]:
+        """The model as a plan records it: settings of some engines only are left out at
+        their default."""
+        out = self.model_dump()
+        for k, f in type(self).model_fields.items():
+            if k in _PLAN_OPTIONAL and out[k] == f.default:
+                del out[k]
+        return out
 
     @classmethod
     def settings(cls) -> dict[str, Any]:
         """Settings a spec can write in a model's block -> their pydantic field info."""
         return {k: f for k, f in cls.model_fields.items() if k not in ("engine", "source")}
+
+    @classmethod
+    def setting_engines(cls, key: str) -> str | None:
+        """The engines a setting means something to: ``local``, ``api``, or None (every
+        engine)."""
+        return (cls.model_fields[key].json_schema_extra or {}).get("engines")
 
     @classmethod
     def identity_fields(cls) -> tuple[str, ...]:
@@ -74,6 +108,10 @@ class ModelSpec(_Model):
     def identity_defaults(cls) -> dict[str, Any]:
         """Identity settings left out of ids at their default -> that default."""
         return {k: f.default for k, f in cls.model_fields.items() if (f.json_schema_extra or {}).get("identity") == "unless-default"}
+
+
+_PLAN_OPTIONAL = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries")
+"""Settings added with the openai engine: plans of other models do not list them."""
 
 
 class FramingSpec(_Model):

@@ -41,6 +41,11 @@ class EngineResult:
     finish_reason: str | None = None
     latency_ms: float = 0.0
     error: str | None = None
+    retries: int = 0
+    """Requests sent again after a transient failure (API engines)."""
+    engine_prompt: str | None = None
+    """The exact text the engine was given: the prompt after the chat template (local
+    engines), or the chat messages as JSON (API engines, whose servers template them)."""
 
 
 class Engine(Protocol):
@@ -67,6 +72,9 @@ class EngineConfig:
     references: dict[str, ModelSpec] = field(default_factory=dict)
     """Other models the engine runs for some answers (``implicit_reward``'s reference), by
     the plan's name, resolved like ``model``."""
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    """Environment variables an API engine needs (its key), read by the driver and handed
+    to the engine's actor (whose environment may be another machine's); never printed."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,18 @@ class EngineInfo:
     engine's own unit of work (the ``hf`` engine's ``batch_size``), so splitting costs no
     throughput.  None: one call per batch (an engine that schedules the whole batch itself,
     as vLLM does).  ``XLSPEC_PART`` overrides it."""
+
+    pinned_by: Callable[[ModelSpec], str | None] | None = None
+    """What pins a model's answers beside its source (the results' ``model_revision``);
+    default: the model's ``revision``.  For a server, its URL."""
+    key_env: Callable[[ModelSpec], str | None] | None = None
+    """The environment variable a model's key is read from (API engines), or None."""
+    local: bool = True
+    """It runs the model's weights here (GPUs, CPU threads); False for a client of a server."""
+    refuses: Callable[[ModelSpec, str], tuple[str, str] | None] | None = None
+    """For a model and a request kind the engine serves in general: why this model cannot
+    (reason, hint), or None.  (The openai engine serves ``loglik`` only through plain
+    completions, not with ``chat = true``.)"""
 
     def register(self) -> "EngineInfo":
         return ENGINES.register(self.name, self)

@@ -38,21 +38,28 @@ class Prepared:
     sequences: list[list[int]] = field(default_factory=list)
     """``reward``: each candidate's whole input to the classifier (prompt and response);
     ``classify``: the one input."""
+    text: str | None = None
+    """The prompt as the model reads it (after the chat template), recorded with the answer."""
+
+
+def prompt_text(tokenizer, request: EngineRequest) -> str:
+    """The text the model reads: the prompt through the model's chat template, or as is
+    (``chat = false``)."""
+    if not request.chat:
+        return request.prompt
+    if not getattr(tokenizer, "chat_template", None):
+        raise RequestError("chat=true but the model's tokenizer has no chat template")
+    messages = [{"role": "user", "content": request.prompt}]
+    if request.system:
+        messages.insert(0, {"role": "system", "content": request.system})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def prompt_ids(tokenizer, request: EngineRequest) -> list[int]:
     """The prompt's token ids.  Chat prompts go through the model's chat template (which
     writes any BOS itself, so no special tokens are added again); raw prompts get the
     tokenizer's usual special tokens, as a base model expects."""
-    if not request.chat:
-        return tokenizer.encode(request.prompt, add_special_tokens=True)
-    if not getattr(tokenizer, "chat_template", None):
-        raise RequestError("chat=true but the model's tokenizer has no chat template")
-    messages = [{"role": "user", "content": request.prompt}]
-    if request.system:
-        messages.insert(0, {"role": "system", "content": request.system})
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return tokenizer.encode(text, add_special_tokens=False)
+    return tokenizer.encode(prompt_text(tokenizer, request), add_special_tokens=not request.chat)
 
 
 @functools.lru_cache(maxsize=256)
@@ -102,8 +109,9 @@ def prepare(tokenizer, request: EngineRequest, index: int, max_len: int) -> Prep
     """Tokenize a request and check it fits the model's context (``max_len`` tokens)."""
     if request.kind in ("reward", "classify"):
         return _prepare_classifier(tokenizer, request, index, max_len)
-    ids = prompt_ids(tokenizer, request)
-    item = Prepared(index, request, ids)
+    text = prompt_text(tokenizer, request)
+    ids = tokenizer.encode(text, add_special_tokens=not request.chat)
+    item = Prepared(index, request, ids, text=text)
     if request.kind == "options":
         item.variants = label_variants(tokenizer, tuple(request.options))
     elif request.kind in ("loglik", "implicit_reward"):
@@ -236,15 +244,19 @@ def loglik_result(item: Prepared, sums: list[float]) -> EngineResult:
     """``sums``: per option, the summed log-probability of its tokens.  The probabilities are
     the softmax over the mean per-token log-likelihoods, so long options are not punished
     for their length."""
-    labels = item.request.options
-    means = {o: s / len(c) for o, s, c in zip(labels, sums, item.continuations)}
+    return loglik_scores(item.request.request_id, list(item.request.options), sums, [len(c) for c in item.continuations], len(item.prompt_ids))
+
+
+def loglik_scores(request_id: str, options: list[str], sums: list[float], lengths: list[int], prompt_tokens: int) -> EngineResult:
+    """A ``loglik`` answer from each option's summed log-probability and token count."""
+    means = {o: s / n for o, s, n in zip(options, sums, lengths)}
     probs = softmax(means)
     return EngineResult(
-        request_id=item.request.request_id,
+        request_id=request_id,
         response=max(probs, key=probs.__getitem__),
-        option_logprobs=dict(zip(labels, sums)),
+        option_logprobs=dict(zip(options, sums)),
         option_probs=probs,
-        prompt_tokens=len(item.prompt_ids),
+        prompt_tokens=prompt_tokens,
         output_tokens=0,
         finish_reason="loglik",
     )
@@ -276,6 +288,8 @@ def run_batch(
             results[i] = error_result(request, exc)
     for group in groups(ready):
         for item, result in zip(group, _run_timed(group, run_group)):
+            if result.engine_prompt is None:
+                result.engine_prompt = item.text
             results[item.index] = result
     return results  # type: ignore[return-value]
 

@@ -53,6 +53,16 @@ class ResultsUnreadable(Exception):
 
 METRICS_SCHEMA = pa.schema(
     [("study", pa.string()), ("metric", pa.string())]
+    + [
+        ("metric_name", pa.string()),
+        ("output", pa.string()),
+        ("of_metric", pa.string()),
+        ("contrast_axis", pa.string()),
+        ("contrast_a", pa.string()),
+        ("contrast_b", pa.string()),
+        ("by", pa.list_(pa.string())),
+        ("params", pa.map_(pa.string(), pa.string())),
+    ]
     + [(a, pa.int32() if a in INTEGER_AXES else pa.string()) for a in CELL_AXIS_NAMES]
     + [("value", pa.float64()), ("ci_low", pa.float64()), ("ci_high", pa.float64()), ("n", pa.int64())]
 )
@@ -78,7 +88,7 @@ def build_reports(run_dir: str, plan: Plan, plan_path: str | None = None, n_boot
     ctx = render_context(results, plan, manifest, warnings, n_boot=n_boot)
 
     metrics_path = os.path.join(run_dir, "metrics.parquet")
-    atomic_write_table(_metrics_table(ctx["metrics"]), metrics_path)
+    atomic_write_table(_metrics_table(ctx["metrics"], plan), metrics_path)
     lines.append(f"wrote {metrics_path} ({len(ctx['metrics'])} metric rows)")
 
     reports = [(r.name, r.template) for r in plan.reports] or list(DEFAULT_REPORTS)
@@ -131,7 +141,41 @@ def _load_results(path: str, plan: Plan) -> pd.DataFrame:
     return df
 
 
-def _metrics_table(rows: list[dict]) -> pa.Table:
+def metric_columns(plan: Plan) -> dict[tuple[str, str], dict]:
+    """(study, metric label) -> the label's parts as columns: the metric's name, the metric
+    it is computed from, the contrast (axis, a, b), ``by``, and every other argument in
+    ``params``, so a query filters on them rather than parsing labels."""
+    from ..metrics.registry import metric_label
+
+    out: dict[tuple[str, str], dict] = {}
+    for study, entry in plan.data.get("studies", {}).items():
+        for m in entry.get("metrics", []):
+            args = dict(m.get("args") or {})
+            inner = args.pop("metric", None)
+            pair = next((args.pop(k) for k, v in list(args.items()) if isinstance(v, dict) and {"axis", "a", "b"} <= set(v)), None)
+
+            def side(v):
+                return "+".join(str(x) for x in v) if isinstance(v, (list, tuple)) else None if v is None else str(v)
+
+            out[(study, m["label"])] = {
+                "metric_name": m["name"],
+                "of_metric": None if inner is None else inner if isinstance(inner, str) else metric_label(inner["name"], inner.get("args") or {}),
+                "contrast_axis": pair["axis"] if pair else None,
+                "contrast_a": side(pair["a"]) if pair else None,
+                "contrast_b": side(pair["b"]) if pair else None,
+                "by": m.get("by"),
+                "params": [(k, side(v) if not isinstance(v, (dict, float)) else metric_label(v["name"], v.get("args") or {}) if isinstance(v, dict) else _number_text(v)) for k, v in args.items()] or None,
+            }
+    return out
+
+
+def _number_text(v: float) -> str:
+    return str(int(v)) if v.is_integer() else str(v)
+
+
+def _metrics_table(rows: list[dict], plan: Plan | None = None) -> pa.Table:
+    parts = metric_columns(plan) if plan is not None else {}
+    rows = [_with_parts(r, parts) for r in rows]
     cols = {f.name: [r.get(f.name) for r in rows] for f in METRICS_SCHEMA}
     extra = sorted({k for r in rows for k in r} - set(cols))
     schema = METRICS_SCHEMA
@@ -139,3 +183,16 @@ def _metrics_table(rows: list[dict]) -> pa.Table:
         cols[k] = [None if r.get(k) is None else str(r.get(k)) for r in rows]
         schema = schema.append(pa.field(k, pa.string()))
     return pa.table(cols, schema=schema)
+
+
+def _with_parts(row: dict, parts: dict[tuple[str, str], dict]) -> dict:
+    """The row with its label's parts (``rank_stability(...).tau``: output ``tau``)."""
+    label = row.get("metric") or ""
+    found = parts.get((row.get("study"), label))
+    output = None
+    if found is None and "." in label:
+        base, output = label.rsplit(".", 1)
+        found = parts.get((row.get("study"), base))
+    if found is None:
+        return row
+    return {**row, **found, "output": output}

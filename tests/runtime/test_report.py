@@ -213,6 +213,13 @@ def test_metrics_parquet_has_one_row_per_metric_and_group(built):
     cons = df[df["metric"] == "consistency(over=language)"]
     assert cons["language"].isna().all() and len(cons) == 4
     assert not df.duplicated(["study", "metric", "model", "dataset", "language", "framing", "mode"]).any()
+    # a label's parts are columns of their own
+    assert (cons["metric_name"] == "consistency").all() and cons["of_metric"].isna().all()
+    assert all(dict(p) == {"over": "language"} for p in cons["params"])
+    pivot = df[df["metric"] == "pivot_delta(metric=accuracy, pivot=en)"]
+    assert len(pivot) and (pivot["metric_name"] == "pivot_delta").all() and (pivot["of_metric"] == "accuracy").all()
+    assert all(dict(p) == {"pivot": "en"} for p in pivot["params"]) and pivot["contrast_axis"].isna().all()
+    assert acc["metric_name"].eq("accuracy").all() and acc["params"].isna().all() and acc["output"].isna().all()
 
 
 def test_metrics_parquet_reads_in_pandas_polars_and_duckdb(built):

@@ -128,7 +128,7 @@ class Project:
     def compile(self, name: str = "tiny", **spec) -> tuple[Plan, str]:
         """Write the spec (:func:`spec_text` arguments), compile it and write the plan as
         ``build/<name>.plan.json``; returns the typed plan and its path."""
-        c = compile_spec(self.spec, spec, self.build)
+        c = compile_spec(self.spec, dict(spec), self.build)
         path = str(self.build / f"{name}.plan.json")
         planmod.write(c.data, path)
         return planmod.load(path), path
@@ -136,9 +136,10 @@ class Project:
 
 def compile_spec(path: Path, spec: dict, out_dir: Path) -> Compilation:
     """Compile :func:`spec_text` (with ``spec``) written at ``path``: with ``fake("x")``, or
-    with ``hf("x")`` where the checker does not accept the fake engine."""
+    with ``hf("x")`` where the checker does not accept the fake engine (or with the engine
+    ``spec`` names, such as ``openai``)."""
     errors = []
-    for engine in ("fake", "hf"):
+    for engine in [spec.pop("engine")] if "engine" in spec else ("fake", "hf"):
         path.write_text(spec_text(engine=engine, **spec), encoding="utf-8")
         c = compile_file(str(path), str(out_dir))
         if c.ok:

@@ -70,7 +70,7 @@ def check_file(path: str, *, allow_outside_data: bool = False) -> CheckResult:
     groups = resolve_groups(decls, diags)
     languages = resolve_language_sets(decls, groups, diags)
     countries = resolve_countries(decls, diags)
-    datasets, records = read_datasets(decls, diags, allow_outside_data)
+    datasets, records = read_datasets(decls, diags, allow_outside_data, sorted({c for codes in languages.codes.values() for c in codes or ()}))
     read_response_datasets(decls, groups, datasets, diags)
     scope = Scope(
         decls=decls,

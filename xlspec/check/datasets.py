@@ -19,8 +19,10 @@ distributions.  Each kind of problem is reported once, at the first record that 
 from __future__ import annotations
 
 import os
+import re
 
 from .. import ast
+from ..tables import CONFIG_LANGUAGE, HubUnavailable, language_configs, read_dataset
 from ..data import DataError, Record, decode, json_key_col, json_type, line_text, read_bytes, read_records, short, value_col_in_line
 from ..diagnostics import Diagnostics, Span, suggest
 from ..items import LIST_FIELDS, SPECIAL_FIELDS, empty, gold_problem, is_text, max_options, option_values, record_languages
@@ -33,15 +35,17 @@ from .stages import responses_call
 from .vocabulary import DATA_FORMATS, FIELD_INDEXES, LABELS
 
 
-def read_datasets(decls: Declarations, diags: Diagnostics, allow_outside_data: bool = False) -> tuple[dict[str, DatasetSpec], dict[str, list[Record]]]:
+def read_datasets(decls: Declarations, diags: Diagnostics, allow_outside_data: bool = False, languages: list[str] | None = None) -> tuple[dict[str, DatasetSpec], dict[str, list[Record]]]:
     """``allow_outside_data``: read data files that resolve (symbolic links followed) outside
-    the root spec's folder; without it such a file is E019 and is not opened."""
+    the root spec's folder; without it such a file is E019 and is not opened.
+    ``languages``: every language code of the spec's language sets, the languages a hub
+    dataset's ``config = "{lang}"`` is read for (a language without a config is left out)."""
     datasets: dict[str, DatasetSpec] = {}
     records: dict[str, list[Record]] = {}
     for d in decls["dataset"].values():
         if responses_call(d) is not None:
             continue  # another study's responses: stages.py, once the files are read
-        got = _dataset(d, decls.folder(d), decls.root.path, allow_outside_data, diags)
+        got = _dataset(d, decls.folder(d), decls.root.path, allow_outside_data, diags, languages or [])
         if got is not None:
             datasets[d.name.text], records[d.name.text] = got
     return datasets, records
@@ -70,40 +74,112 @@ def outside_note(abs_path: str, root_spec: str) -> str:
     return f"it resolves to {display(os.path.realpath(abs_path))}; a spec reads files in the folder of {display(root_spec)} and below it"
 
 
-def _dataset(d: ast.Decl, folder: str, root_spec: str, allow_outside_data: bool, diags: Diagnostics) -> tuple[DatasetSpec, list[Record]] | None:
+DATASET_FORMS = "a dataset is a file, jsonl(\"path\"), csv(\"path\") or parquet(\"path\"), a hub dataset, hf(\"org/name\", config = \"...\", split = \"...\"), or a study's responses: responses(STUDY)"
+HUB_ARGS = {
+    "config": "the config: one name, \"{lang}\" (one config per language, named by its code), or a map { en: \"eng\", fr: \"fra\" }",
+    "split": "the split (train, test, ...); needed where the dataset has several",
+    "revision": "a branch, tag or commit of the hub repository",
+}
+ROW_FORMATS = ("parquet", "hf")
+"""Formats whose records are table rows: a problem is located as ``<source>: row N``."""
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+
+
+def _hub_args(v: ast.Call, diags: Diagnostics) -> dict | None:
+    """``hf(...)``'s keyword arguments (None after an error, reported)."""
+    out: dict = {}
+    ok = True
+    takes = "hf(\"org/name\") takes: " + ", ".join(HUB_ARGS)
+    for a in v.keywords:
+        key = a.name.text
+        if key not in HUB_ARGS or key in out:
+            message = f"`hf` takes no argument `{key}`" if key not in HUB_ARGS else f"`{key}` is given twice"
+            diags.error("E014", message, a.name.span, hint=did_you_mean(key, HUB_ARGS, takes))
+            ok = False
+            continue
+        if key == "config" and isinstance(a.value, ast.MapExpr):
+            table = {}
+            for e in a.value.entries:
+                if not isinstance(e.value, ast.Str) or not e.value.value:
+                    diags.error("E014", "a config map gives each language code the name of its config, as a string", span_of(e.value))
+                    ok = False
+                else:
+                    table[e.key.text] = e.value.value
+            out[key] = table
+        elif isinstance(a.value, ast.Str) and a.value.value:
+            out[key] = a.value.value
+        elif isinstance(a.value, ast.Ref) and a.value.is_name and key != "config":
+            out[key] = a.value.parts[0].text
+        else:
+            diags.error("E014", f"`{key}` is {HUB_ARGS[key]}", span_of(a.value))
+            ok = False
+    return out if ok else None
+
+
+def _dataset(d: ast.Decl, folder: str, root_spec: str, allow_outside_data: bool, diags: Diagnostics, languages: list[str]) -> tuple[DatasetSpec, list[Record]] | None:
     v = d.value
-    if not isinstance(v, ast.Call) or v.func.text not in DATA_FORMATS or len(v.args) != 1 or not isinstance(v.args[0], ast.Str):
+    forms_ok = isinstance(v, ast.Call) and v.func.text in DATA_FORMATS and len(v.positional) == 1 and isinstance(v.positional[0], ast.Str)
+    if not forms_ok or (v.keywords and v.func.text != "hf"):
         if v is not None:
             hint = did_you_mean(v.func.text, DATA_FORMATS, None) if isinstance(v, ast.Call) else None
-            diags.error("E014", 'a dataset is a file, jsonl("path") or csv("path"), or a study\'s responses: responses(STUDY)', span_of(v), hint=hint)
+            if forms_ok:
+                hint = f"only hf(...) takes {', '.join(HUB_ARGS)}"
+            diags.error("E014", DATASET_FORMS, span_of(v), hint=hint)
         return None
-    rel = v.args[0].value
-    bad = path_problem(rel)
-    if bad is not None:
-        diags.error("E010", f"the dataset path {bad}", v.args[0].span)
-        return None
-    abs_path = os.path.normpath(os.path.join(folder, rel))
-    if not allow_outside_data and not inside_folder(abs_path, os.path.dirname(root_spec)):
-        diags.error(
-            "E019", f"dataset file {rel} is outside the spec's folder", v.args[0].span,
-            hint="put the file in the spec's folder (or a folder under it), or compile with --allow-outside-data",
-            notes=[outside_note(abs_path, root_spec)],
-        )
-        return None
-    if not os.path.lexists(abs_path):
-        diags.error("E010", f"dataset file not found: {rel}", v.args[0].span, notes=[f"looked for {display(abs_path)} (paths are relative to the spec file)"])
-        return None
-    shown = display(abs_path)
+    fmt = v.func.text
+    arg = v.positional[0]
+    rel = arg.value
+    hub: dict = {}
+    if fmt == "hf":
+        got = _hub_args(v, diags)
+        if got is None:
+            return None
+        hub = got
+    is_hub_id = fmt == "hf" and not rel.startswith((".", "/", "~")) and not os.path.isdir(os.path.join(folder, rel))
+    if is_hub_id:
+        abs_path, shown = "", rel
+        if not HUB_ID.fullmatch(rel):
+            diags.error("E010", f"`{rel}` is neither a hub dataset id (org/name) nor a folder next to the spec", arg.span, hint="a local copy is hf(\"./folder\") (relative to the spec)")
+            return None
+    else:
+        bad = path_problem(rel)
+        if bad is not None:
+            diags.error("E010", f"the dataset path {bad}", arg.span)
+            return None
+        abs_path = os.path.normpath(os.path.join(folder, rel))
+        if not allow_outside_data and not inside_folder(abs_path, os.path.dirname(root_spec)):
+            diags.error(
+                "E019", f"dataset file {rel} is outside the spec's folder", arg.span,
+                hint="put the file in the spec's folder (or a folder under it), or compile with --allow-outside-data",
+                notes=[outside_note(abs_path, root_spec)],
+            )
+            return None
+        if not os.path.lexists(abs_path):
+            diags.error("E010", f"dataset file not found: {rel}", arg.span, notes=[f"looked for {display(abs_path)} (paths are relative to the spec file)"])
+            return None
+        shown = display(abs_path)
+    config = hub.get("config")
+    configs = language_configs(config, languages) if fmt == "hf" else None
     try:
-        records, digest = read_records(abs_path, v.func.text)
+        records, digest, read = read_dataset(
+            fmt, abs_path, hub_id=rel if is_hub_id else None, config=None if configs is not None else config, configs=configs,
+            split=hub.get("split"), revision=hub.get("revision"), skip_missing=isinstance(config, str),
+        )
     except DataError as e:
         diags.error("E015", f"bad data file: {e.message}", Span.point(shown, e.line, e.col), context=d.name.span, notes=[f"dataset `{d.name.text}` declared at {where(d.name.span)}"])
         return None
+    except HubUnavailable as e:
+        diags.error("E010", f"dataset `{d.name.text}`: {e.message}", arg.span)
+        return None
     except OSError as e:
-        diags.error("E010", f"cannot read dataset file {rel}: {e.strerror or e}", v.args[0].span)
+        diags.error("E010", f"cannot read dataset file {rel}: {e.strerror or e}", arg.span)
+        return None
+    if configs is not None and not read:
+        tried = ", ".join(f"{k}: {c}" for k, c in configs.items()) or "no language is declared"
+        diags.error("E010", f"dataset `{d.name.text}`: `{rel}` has no config for any language of the spec ({tried})", arg.span)
         return None
     if not records:
-        diags.error("E015", f"dataset file {rel} has no records", v.args[0].span)
+        diags.error("E015", f"dataset {'file ' if fmt != 'hf' else ''}{rel} has no records", arg.span)
         return None
     seen_keys: dict[str, int] = {}
     for r in records:
@@ -128,9 +204,15 @@ def _dataset(d: ast.Decl, folder: str, root_spec: str, allow_outside_data: bool,
             fields[key] = fm
     if "id" not in fields:
         diags.error("E014", f"dataset `{d.name.text}` maps no `id` field", d.name.span, hint="add `id = <field>` so items can be paired across languages")
+    if read is not None:  # one config per language: the long layout, by the config's language
+        if "language" in fields:
+            span = next(s.key.span for s in d.body.settings if s.key.text == "language")
+            diags.error("E014", "`language` comes from the config here (one config per language); do not map it", span)
+        fields["language"] = FieldMap(source=CONFIG_LANGUAGE)
     spec = DatasetSpec(
-        name=d.name.text, format=v.func.text, path=rel, abs_path=abs_path, sha256=digest, fields=fields,
-        scale=scale, labels=labels or ("numbers" if scale else "letters"),
+        name=d.name.text, format=fmt, path="" if is_hub_id else rel, abs_path=abs_path, sha256=digest, fields=fields,
+        scale=scale, labels=labels or ("numbers" if scale else "letters"), hub_id=rel if is_hub_id else None,
+        config=config if isinstance(config, str) and read is None else None, configs=read, split=hub.get("split"), revision=hub.get("revision"),
     )
     check_records(d, spec, records, shown, diags)
     return spec, records
@@ -194,8 +276,20 @@ class _Problems:
     def __init__(self, d: ast.Decl, spec: DatasetSpec, records: list[Record], shown: str):
         self.d, self.spec, self.shown = d, spec, shown
         self.header = list(records[0].fields) if spec.format == "csv" and records else []
+        self.rows = spec.format in ROW_FORMATS
+        """Records are rows of a table (located as ``row N``), not lines of a text file."""
+        self.ranges: list[tuple[str, int, int]] = []
+        """A hub dataset read config by config: (language, first row, last row) of each."""
+        if spec.configs:
+            for r in records:
+                lang = r.fields.get(CONFIG_LANGUAGE)
+                if self.ranges and self.ranges[-1][0] == lang:
+                    self.ranges[-1] = (lang, self.ranges[-1][1], r.line)
+                else:
+                    self.ranges.append((lang, r.line, r.line))
         self.kinds: dict[tuple, list] = {}
         self._lines: list[str] | None = None
+        self.unit = "row" if self.rows else "line"
 
     def add(self, key: tuple, line: int, message: str, field: str | None = None, sub: str | None = None, hint: str | None = None) -> None:
         hit = self.kinds.get(key)
@@ -213,6 +307,8 @@ class _Problems:
         return self._lines[n - 1] if 0 < n <= len(self._lines) else None
 
     def _col(self, line: int, field: str | None, sub: str | None) -> int:
+        if self.rows:
+            return 0  # a row, shown as `row N`
         if field is None:
             return 1
         if self.spec.format == "csv":
@@ -222,9 +318,13 @@ class _Problems:
     def report(self, diags: Diagnostics) -> None:
         for line, field, sub, message, hint, more in self.kinds.values():
             notes = []
+            unit = "row" if self.rows else "line"
             if more:
                 lines = ", ".join(str(n) for n in more[:8]) + (", ..." if len(more) > 8 else "")
-                notes.append(f"{len(more)} more record{'s' if len(more) != 1 else ''} like it: line{'s' if len(more) != 1 else ''} {lines}")
+                notes.append(f"{len(more)} more record{'s' if len(more) != 1 else ''} like it: {unit}{'s' if len(more) != 1 else ''} {lines}")
+            config = next((f"row {line} is row {line - first + 1} of config `{self.spec.configs[lang]}` ({lang})" for lang, first, last in self.ranges if first <= line <= last), None)
+            if config:
+                notes.append(config)
             notes.append(f"dataset `{self.d.name.text}` declared at {where(self.d.name.span)}")
             col = self._col(line, field, sub)
             diags.error("E015", message, Span.point(self.shown, line, col), context=self.d.name.span, hint=hint, notes=notes)
@@ -310,7 +410,7 @@ def check_records(d: ast.Decl, spec: DatasetSpec, records: list[Record], shown: 
                     in_part = f" (partition `{part}`)" if part is not None else ""
                     p.add(
                         ("id", "duplicate"), line,
-                        f"item id `{short(item_id)}` is on line {first} and line {line}{in_langs}{in_part}: an id names one item per language",
+                        f"item id `{short(item_id)}` is on {p.unit} {first} and {p.unit} {line}{in_langs}{in_part}: an id names one item per language",
                         fields["id"].source, hint="give each item its own id (translations of one item share it, one per language)",
                     )
     p.report(diags)

@@ -8,6 +8,7 @@ the type of each value are :class:`~xlspec.spec.ModelSpec`'s fields
 
 from __future__ import annotations
 
+import re
 import typing
 
 from typing import Any
@@ -29,6 +30,17 @@ _READERS = {
 """How a setting's value is read, by the type of its ModelSpec field."""
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _api_root(url: str) -> str:
+    """The API root a URL most likely means (``.../v1``)."""
+    root = url.rstrip("/")
+    for tail in ("/chat/completions", "/completions", "/models"):
+        root = root.removesuffix(tail)
+    return root if root.endswith("/v1") else root + "/v1"
+
+
 def resolve_models(decls: Declarations, diags: Diagnostics) -> dict[str, ModelSpec]:
     from ..runtime.engines import ENGINES
     from ..runtime.models import builtin_head, builtin_names
@@ -42,7 +54,7 @@ def resolve_models(decls: Declarations, diags: Diagnostics) -> dict[str, ModelSp
         if not isinstance(v, ast.Call) or v.func.text not in engines or len(v.args) != 1 or not isinstance(v.args[0], ast.Str):
             if v is not None:
                 hint = did_you_mean(v.func.text, engines, None) if isinstance(v, ast.Call) else None
-                forms = ", ".join(f'{e}("org/name")' for e in engines) + "".join(f', or {engines[0]}("{b}")' for b in builtins[:1])
+                forms = ", ".join(f'{e}("org/name")' if ENGINES[e].local else f'{e}("model-name")' for e in engines) + "".join(f', or {engines[0]}("{b}")' for b in builtins[:1])
                 diags.error("E014", f"a model is an engine and a source: {forms}", span_of(v), hint=hint)
             continue
         vals: dict[str, Any] = {}
@@ -57,6 +69,32 @@ def resolve_models(decls: Declarations, diags: Diagnostics) -> dict[str, ModelSp
             else:
                 vals[key] = _READERS[vtype](s.value, diags, key)
         source = v.args[0].value
+        engine = v.func.text
+        local = ENGINES[engine].local
+        for s in d.body.settings if d.body else ():
+            only = ModelSpec.setting_engines(s.key.text) if s.key.text in settings else None
+            if only is not None and (only == "local") != local:
+                fit = ", ".join(n for n, e in ENGINES.items() if e.local == (only == "local"))
+                diags.error(
+                    "E014", f"`{s.key.text}` is a setting of engines that {'run the model here' if only == 'local' else 'call a server'} ({fit}), not of `{engine}`",
+                    s.key.span, context=v.func.span, hint="remove it" + (" (the server decides)" if only == "local" else ""),
+                )
+        if not local:
+            if not source.strip():
+                diags.error("E014", f"`{engine}(...)` takes the server's model name, such as {engine}(\"gpt-4o-mini\")", v.args[0].span)
+            elif source.startswith("builtin:") or "://" in source:
+                diags.error("E014", f"`{engine}(...)` takes the server's model name, not {'a builtin model' if source.startswith('builtin:') else 'a URL'}", v.args[0].span, hint='put the server in the block: openai("model-name") { base_url = "http://localhost:8000/v1" }')
+            url = vals.get("base_url")
+            if url is not None and not url.startswith(("http://", "https://")):
+                diags.error("E014", "base_url is an http:// or https:// URL, such as http://localhost:8000/v1", next(s.value.span for s in d.body.settings if s.key.text == "base_url"))
+            key_env = vals.get("api_key_env")
+            if key_env is not None and not _ENV_NAME.fullmatch(key_env):
+                diags.error("E014", f"api_key_env names an environment variable (such as OPENAI_API_KEY), not {'a key' if key_env.startswith('sk-') else 'this text'}", next(s.value.span for s in d.body.settings if s.key.text == "api_key_env"), hint="the key itself never goes in a spec: export it in that variable")
+        elif "://" in source:
+            diags.error(
+                "E014", f"`{source}` is a URL, not a model the {engine} engine can load", v.args[0].span,
+                hint=f'a model behind an OpenAI-compatible server (vllm serve, SGLang, a hosted API) is openai("<model name>") {{ base_url = "{_api_root(source)}" }}',
+            )
         if source.startswith("builtin:") and source not in builtins:
             hint = f"the embedded model is {builtins[0]}" if len(builtins) == 1 else f"embedded models: {', '.join(builtins)}"
             diags.error("E014", f"unknown builtin model `{source}`", v.args[0].span, hint=hint)
@@ -65,5 +103,5 @@ def resolve_models(decls: Declarations, diags: Diagnostics) -> dict[str, ModelSp
             diags.error("E014", f"`{source}` is a model with head `{head}`", next(s.value.span for s in d.body.settings if s.key.text == "head"), hint=f"remove `head = {vals['head']}`")
         elif head is not None:
             vals["head"] = head
-        out[name] = ModelSpec(engine=v.func.text, source=source, **{k: x for k, x in vals.items() if x is not None})
+        out[name] = ModelSpec(engine=engine, source=source, **{k: x for k, x in vals.items() if x is not None})
     return out

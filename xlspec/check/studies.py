@@ -286,6 +286,10 @@ def _check_engines(models: list[tuple[str, Span | None]], answers: list[AnswerSp
                     notes=[f"engine `{engine.name}` serves: {', '.join(sorted(engine.answers)) or 'nothing'}"],
                     hint=f"engines that serve `{kind}`: {', '.join(able)}" if able else f"no engine serves `{kind}`",
                 )
+                continue
+            reason = engine.refuses(model, served) if engine.refuses is not None else None
+            if reason is not None:
+                diags.error("E009", f"model `{name}` cannot serve answer kind `{kind}`: {reason[0]}", span, hint=reason[1])
 
 
 def _group_by(s: ast.Setting | None, axes: set[str], diags: Diagnostics) -> list[str]:

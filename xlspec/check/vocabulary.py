@@ -96,6 +96,8 @@ DATASET_SETTINGS: dict[str, str] = {
 DATA_FORMATS: dict[str, str] = {
     "jsonl": "one JSON object per line",
     "csv": "a header row, then one record per row",
+    "parquet": "a Parquet file, one record per row",
+    "hf": "a Hugging Face hub dataset (or a local folder laid out as one), read with the `datasets` library: hf(\"org/name\", config = ..., split = ..., revision = ...)",
 }
 
 LABELS: dict[str, str] = {"numbers": "1, 2, ...", "letters": "A, B, ..."}

@@ -31,6 +31,18 @@ def _scores(cols, args):
     return rows, s, c, rank
 
 
+def correctness(cols) -> list[bool | None]:
+    """Per row of ``cols``: whether its answer is right as :func:`_scores` counts it (None
+    where the row does not count: no gold answer, or a kind that chooses no option).  The
+    results table's ``correct`` column."""
+    out: list[bool | None] = [None] * cols.N
+    rows, s, c, _ = _scores(cols, {})
+    for i, score, counted in zip(rows, s, c):
+        if counted:
+            out[int(i)] = bool(score)
+    return out
+
+
 ACCURACY = MetricInfo(
     name="accuracy",
     summary="share of answers equal to the gold answer",
