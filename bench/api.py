@@ -5,13 +5,13 @@ Two servers on 127.0.0.1:
 - ``vllm``: vLLM's OpenAI-compatible server with the embedded model (``python -m
   xlspec.runtime.serve``, started and stopped here): what a local server gives, bound by the
   model on this machine;
-- ``stub``: a server with no model behind it (tests/support/api_server.py) that answers
-  every request after ``--stub-delay`` seconds, as a remote API with a fixed latency would:
-  what the engine itself sustains (HTTP, JSON, its concurrency).
+- ``stub``: a server with no model behind it (tests/support/api_server.py, in a process of
+  its own) that answers every request after ``--stub-delay`` seconds, as a remote API with a
+  fixed latency would: what the engine itself sustains (HTTP, JSON, its concurrency).
 
 Each run sends ``--requests`` distinct chat prompts (``generate``, ``--max-tokens`` tokens,
 greedy) through the engine, after a few requests to warm up, and prints requests/s, output
-tokens/s and the median request latency.
+tokens/s and the median time of a request's HTTP calls (waiting for a free slot excluded).
 
     python bench/api.py [--servers vllm,stub] [--requests 96] [--concurrency 1,8,32]
 """
@@ -101,11 +101,10 @@ def main() -> None:
             proc, url, ready = start_vllm()
             print(f"(vLLM server ready in {ready:.0f} s)", file=sys.stderr)
             model = "smollm2-135m-instruct"
-        else:
-            from support.api_server import FaultServer
-
-            stub = FaultServer(delay_s=args.stub_delay).start()
-            url, model, proc = stub.url, "stub", None
+        else:  # in a process of its own, so it does not share the engine's interpreter
+            proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "support", "api_server.py"), "--delay", str(args.stub_delay)],
+                                    stdout=subprocess.PIPE, text=True, start_new_session=True)
+            url, model = proc.stdout.readline().strip(), "stub"
         try:
             base = None
             for c in levels:
@@ -114,11 +113,8 @@ def main() -> None:
                 name = server if server == "vllm" else f"stub ({args.stub_delay * 1000:.0f} ms a request)"
                 print(f"| {name} | {c} | {m['requests_s']:.1f} | {m['output_tok_s']:.0f} | {m['p50_ms']:.0f} ms | {m['requests_s'] / base:.2f}x |", flush=True)
         finally:
-            if proc is not None:
-                os.killpg(proc.pid, 15)
-                proc.wait(30)
-            else:
-                stub.stop()
+            os.killpg(proc.pid, 15)
+            proc.wait(30)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ run).  Each answer records how many retries it took (``retries``).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import json
 import math
@@ -72,6 +73,11 @@ def missing_key(model: ModelSpec) -> str | None:
     """The variable a model needs that is not set in this environment (None when fine)."""
     var = key_env(model)
     return var if var and not os.environ.get(var) else None
+
+
+_CLOCK: contextvars.ContextVar[list[float]] = contextvars.ContextVar("xlspec_api_clock", default=[0.0])
+"""The running request's time in HTTP calls (each request's task has its own; the calls of a
+``loglik`` request, run as tasks of that task, add to the same one)."""
 
 
 class RequestFailed(Exception):
@@ -122,7 +128,8 @@ class OpenAIEngine:
             return list(await asyncio.gather(*(self._one(client, r) for r in batch)))
 
     async def _one(self, client, request: EngineRequest) -> EngineResult:
-        start = time.perf_counter()
+        clock = [0.0]  # seconds this request's HTTP calls took (not waiting for a slot or a retry)
+        _CLOCK.set(clock)
         try:
             method = getattr(self, f"_{request.kind}", None)
             if method is None:
@@ -134,7 +141,7 @@ class OpenAIEngine:
             result = EngineResult(request.request_id, error=self._scrub(str(e)))
         except Exception as e:  # noqa: BLE001 - an unexpected answer shape belongs to this request only
             result = EngineResult(request.request_id, error=self._scrub(f"{type(e).__name__}: {e}"))
-        result.latency_ms = (time.perf_counter() - start) * 1000
+        result.latency_ms = clock[0] * 1000
         if self.progress is not None:
             self.progress(1)
         return result
@@ -247,6 +254,7 @@ class OpenAIEngine:
         while True:
             assert self._sem is not None
             async with self._sem:
+                started = time.perf_counter()
                 try:
                     response = await client.post(path, json=body)
                     failure = None
@@ -270,6 +278,8 @@ class OpenAIEngine:
                     failure = _Failure(f"no answer from {self.base_url}{path} within {self.model.timeout} s", True)
                 except httpx.TransportError as e:
                     failure = _Failure(f"connection to {self.base_url}{path} failed ({type(e).__name__}: {e or 'dropped'})", True)
+                finally:
+                    _CLOCK.get()[0] += time.perf_counter() - started
             if not failure.retryable or retries >= self.model.max_retries:
                 tail = f" (after {retries} retr{'y' if retries == 1 else 'ies'})" if retries else ""
                 raise RequestFailed(failure.message + tail, retries)

@@ -72,6 +72,12 @@ class FaultServer:
             def log_message(self, *args):  # quiet
                 pass
 
+            def setup(self):
+                super().setup()
+                # headers and body go out as two writes: without this, Nagle's algorithm and
+                # the client's delayed ACK add 40 ms to every answer
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def do_GET(self):
                 if self.path.rstrip("/").endswith("/models"):
                     self._json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
@@ -159,3 +165,15 @@ class FaultServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+if __name__ == "__main__":  # a stub server in a process of its own (bench/api.py)
+    import argparse
+
+    ap = argparse.ArgumentParser(description="a stub OpenAI-compatible server on 127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds each answer takes")
+    args = ap.parse_args()
+    server = FaultServer(delay_s=args.delay).start(args.port)
+    print(server.url, flush=True)
+    threading.Event().wait()
