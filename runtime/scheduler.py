@@ -225,9 +225,12 @@ def engine_config(name: str, plan: Plan, engine_override: str | None, spec_dir: 
     if info is not None and info.key_env is not None:
         var = info.key_env(plan.models[name])
         if var:
-            if not os.environ.get(var):
+            key = os.environ.get(var, "").strip()
+            if not key:
                 raise RunError(f"model `{name}` reads its API key from the environment variable {var}, which is not set; export {var}=<your key> and run again (the key is never written to a plan or a result)")
-            secrets[var] = os.environ[var]
+            if not all(33 <= ord(c) < 127 for c in key):
+                raise RunError(f"the environment variable {var} (model `{name}`'s API key) holds a space, a control character or a non-ASCII character, which cannot go in an HTTP header; set it to the key alone")
+            secrets[var] = key
     return EngineConfig(name=name, model=located(plan.models[name]), settings=settings, references=references, secrets=secrets)
 
 
@@ -338,13 +341,14 @@ def fill_correct(rows: list[dict]) -> None:
     import pandas as pd
 
     from .metrics.columns import Columns
+    from .metrics.columns import _kept as kept_rows
     from .metrics.defs.accuracy import correctness
 
     frame = pd.DataFrame(rows)
     if frame.empty:
         return
-    ok = frame["error"].isna().to_numpy() if "error" in frame else None
-    kept = [i for i in range(len(rows)) if ok is None or ok[i]]
+    ok = kept_rows(frame)  # the rows Columns keeps, by the same rule
+    kept = [i for i in range(len(rows)) if ok[i]]
     for i, value in zip(kept, correctness(Columns(frame, drop_errors=True))):
         rows[i]["correct"] = value
 

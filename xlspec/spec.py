@@ -44,7 +44,7 @@ class DatasetSpec(_Model):
     item is two responses to one upstream item that differ only in that axis."""
 
 
-def _setting(default: Any, summary: str, *, identity: bool | str = True, engines: Literal["local", "api"] | None = None) -> Any:
+def _setting(default: Any, summary: str, *, identity: bool | str = True, engines: Literal["local", "api"] | None = None, minimum: int | None = None) -> Any:
     """A model setting.  ``identity``: it can change what the model answers, so it is part of
     every cell id and request id that uses the model (:mod:`xlspec.identity`).
     ``"unless-default"``: a setting added after ids were first published, part of the
@@ -57,6 +57,8 @@ def _setting(default: Any, summary: str, *, identity: bool | str = True, engines
     extra: dict[str, Any] = {"identity": identity}
     if engines is not None:
         extra["engines"] = engines
+    if minimum is not None:
+        extra["minimum"] = minimum
     return Field(default, description=summary, json_schema_extra=extra)
 
 
@@ -78,7 +80,8 @@ class ModelSpec(_Model):
     api_key_env: str | None = _setting(None, "openai: the environment variable holding the API key, read at run time and never written anywhere (default: OPENAI_API_KEY for api.openai.com, no key for another base_url)", identity=False, engines="api")
     concurrency: int = _setting(8, "openai: requests in flight at once", identity=False, engines="api")
     timeout: int = _setting(120, "openai: seconds one request may take before it is retried", identity=False, engines="api")
-    max_retries: int = _setting(5, "openai: retries of a request after a 429, a 5xx, a timeout or a dropped connection (with exponential backoff and jitter, honouring Retry-After); a request that still fails becomes an error row, retried by the next run", identity=False, engines="api")
+    top_logprobs: int = _setting(20, "openai: the most probable tokens asked for at an `options` answer position (OpenAI's chat endpoint allows 20, its /completions 5)", identity="unless-default", engines="api")
+    max_retries: int = _setting(5, "openai: retries of a request after a 429, a 5xx, a timeout or a dropped connection (with exponential backoff and jitter, honouring Retry-After); a request that still fails becomes an error row, retried by the next run", identity=False, engines="api", minimum=0)
 
     def plan_entry(self) -> dict[str, Any]:
         """The model as a plan records it: settings of some engines only are left out at
@@ -110,7 +113,7 @@ class ModelSpec(_Model):
         return {k: f.default for k, f in cls.model_fields.items() if (f.json_schema_extra or {}).get("identity") == "unless-default"}
 
 
-_PLAN_OPTIONAL = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries")
+_PLAN_OPTIONAL = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries", "top_logprobs")
 """Settings added with the openai engine: plans of other models do not list them."""
 
 

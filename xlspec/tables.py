@@ -111,7 +111,10 @@ def read_hub(source: str, config: str | None, split: str | None, revision: str |
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     digest = hashlib.sha256()
-    digest.update(json.dumps({"source": source, "config": config, "split": split, "revision": revision}, sort_keys=True).encode())
+    # The hub id, never a local folder's path: the same data in two checkouts has one
+    # fingerprint (plans are byte-identical on every machine).
+    hub_id = None if os.path.isdir(source) else source
+    digest.update(json.dumps({"hub_id": hub_id, "config": config, "split": split, "revision": revision}, sort_keys=True).encode())
     records: list[Record] = []
     read: dict[str, str] | None = None
     if configs is not None:

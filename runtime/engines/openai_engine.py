@@ -9,7 +9,8 @@ is the server's model name.  ``chat = true`` (the default) sends ``/chat/complet
 Answer kinds:
 
 - ``generate``: the first choice's text.
-- ``options``: one token with ``top_logprobs`` (20, the most OpenAI allows); a label's
+- ``options``: one token with the ``top_logprobs`` most probable tokens (the model setting:
+  20 by default, the most OpenAI's chat endpoint allows; its ``/completions`` allows 5); a label's
   log-probability is the sum, in probability space, of the top tokens that are the label
   once stripped ("A", " A"), as the local engines sum a label's token variants.  A label
   that is not among the top tokens gets probability 0, and the row's ``finish_reason``
@@ -50,8 +51,6 @@ from .base import EngineConfig, EngineInfo, EngineRequest, EngineResult
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
-TOP_LOGPROBS = 20
-"""Top tokens asked for at an ``options`` answer position (OpenAI's maximum)."""
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
 RETRY_AFTER_CAP_S = 300.0
@@ -188,9 +187,9 @@ class OpenAIEngine:
         if not labels:
             raise common.RequestError("an options request needs option labels")
         if request.chat:
-            path, body, sent = self._body(request, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=TOP_LOGPROBS, seed=request.seed)
+            path, body, sent = self._body(request, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=self.model.top_logprobs, seed=request.seed)
         else:
-            path, body, sent = self._body(request, max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS, seed=request.seed)
+            path, body, sent = self._body(request, max_tokens=1, temperature=0.0, logprobs=self.model.top_logprobs, seed=request.seed)
         data, retries = await self._post(client, path, body)
         top = _top_tokens(_first_choice(data), request.chat)
         found: dict[str, float] = {}
@@ -233,15 +232,26 @@ class OpenAIEngine:
         body = {"model": self.model.source, "prompt": request.prompt + option, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1}
         data, retries = await self._post(client, "/completions", body)
         logprobs = _first_choice(data).get("logprobs") or {}
-        tokens, values, offsets = logprobs.get("tokens"), logprobs.get("token_logprobs"), logprobs.get("text_offset")
-        if not tokens or values is None or offsets is None:
+        tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
+        if not tokens or values is None:
             raise common.RequestError("the completions endpoint returned no echoed log-probabilities (it needs echo with logprobs, as vllm serve has)")
-        start = len(request.prompt)
         # echo returns the prompt's tokens, then the one generated token: drop that.
         prompt_tokens = int((data.get("usage") or {}).get("prompt_tokens") or len(tokens) - 1)
-        picked = [v for v, o in zip(values[:prompt_tokens], offsets[:prompt_tokens]) if o is not None and o >= start]
+        echoed = tokens[:prompt_tokens]
+        text = "".join(t or "" for t in echoed)
+        if text.endswith(option):
+            # The option starts len(option) characters before the end of the echoed text
+            # (which may begin with a BOS token's text, so the prompt's length is no guide).
+            start = len(text) - len(option)
+            starts = [sum(len(t or "") for t in echoed[:i]) for i in range(len(echoed))]
+        else:
+            # Token texts that do not spell the text (a character split across tokens is
+            # shown as its bytes): the server's offsets, from the prompt's length.
+            start = len(request.prompt)
+            starts = (logprobs.get("text_offset") or [None] * len(echoed))[:prompt_tokens]
+        picked = [v for v, at in zip(values[:prompt_tokens], starts) if at is not None and at >= start]
         if not picked or any(v is None for v in picked):
-            raise common.RequestError("the option's tokens have no log-probabilities in the echoed prompt")
+            raise common.RequestError("the option's tokens have no log-probabilities in the echoed prompt (its first token joins the prompt's last character: end the prompt or begin the option with a space)")
         return float(sum(picked)), len(picked), prompt_tokens - len(picked), retries
 
     # ---- HTTP with retries ---------------------------------------------------------------
@@ -256,7 +266,7 @@ class OpenAIEngine:
             async with self._sem:
                 started = time.perf_counter()
                 try:
-                    response = await client.post(path, json=body)
+                    response = await asyncio.wait_for(client.post(path, json=body), self.model.timeout)
                     failure = None
                     if response.status_code == 200:
                         try:
@@ -270,11 +280,13 @@ class OpenAIEngine:
                     else:
                         status = response.status_code
                         failure = _Failure(
-                            f"HTTP {status} from {self.base_url}{path}: {_error_text(response)}",
+                            f"HTTP {status} from {self.base_url}{path}: {_error_text(response, self._scrub)}",
                             status in RETRY_STATUS or status >= 500,
                             _retry_after(response.headers.get("retry-after")),
                         )
-                except httpx.TimeoutException:
+                except httpx.LocalProtocolError as e:  # the request itself cannot be sent
+                    raise RequestFailed(f"the request to {self.base_url}{path} cannot be sent ({type(e).__name__})", retries) from None
+                except (httpx.TimeoutException, asyncio.TimeoutError):
                     failure = _Failure(f"no answer from {self.base_url}{path} within {self.model.timeout} s", True)
                 except httpx.TransportError as e:
                     failure = _Failure(f"connection to {self.base_url}{path} failed ({type(e).__name__}: {e or 'dropped'})", True)
@@ -287,7 +299,16 @@ class OpenAIEngine:
             await asyncio.sleep(_delay(retries, failure.retry_after))
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "[API key]") if self._key else text
+        """The text without the key, in any spelling an error could give it (as is, escaped,
+        or a long enough piece of it)."""
+        if not self._key:
+            return text
+        for form in {self._key, repr(self._key)[1:-1], self._key.encode().hex()}:
+            text = text.replace(form, "[API key]")
+        if len(self._key) >= 16:  # a piece of it, where a server shortened what it quoted
+            for piece in (self._key[:12], self._key[-12:]):
+                text = text.replace(piece, "[API key]")
+        return text
 
 
 def _delay(retry: int, retry_after: float | None) -> float:
@@ -304,9 +325,11 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return seconds if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -314,14 +337,16 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _error_text(response) -> str:
-    """The server's error message (OpenAI's ``{"error": {"message": ...}}``), shortened."""
+def _error_text(response, scrub) -> str:
+    """The server's error message (OpenAI's ``{"error": {"message": ...}}``), with the key
+    scrubbed, then shortened (shortening first could cut the key and hide it from the
+    scrub)."""
     try:
         data = response.json()
         message = data.get("error", {}).get("message") if isinstance(data.get("error"), dict) else data.get("error") or data.get("message") or data.get("detail")
     except (ValueError, AttributeError):
         message = None
-    text = str(message if message else response.text or response.reason_phrase).strip()
+    text = scrub(str(message if message else response.text or response.reason_phrase).strip())
     return text[:300] + ("..." if len(text) > 300 else "")
 
 

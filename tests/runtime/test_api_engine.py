@@ -80,6 +80,37 @@ def test_options_from_top_logprobs_report_missing_labels():
     assert none.error and "none of the option labels X, Y" in none.error
 
 
+def test_loglik_counts_the_option_tokens_whatever_text_comes_before():
+    """The echoed text starts with a BOS token's text, which shifts every text offset: the
+    option is found from the end of the echoed text, not from the prompt's length."""
+    with FaultServer() as server:
+        result, = engine(server.url).run([EngineRequest("l", "The capital is", "loglik", options=(" Paris", " the city of Lyon"), chat=False)])
+    assert result.error is None
+    # tokens: <s>, The, capital, is, option words...; logprobs -0.5 per position from "The"
+    assert result.option_logprobs == {" Paris": -2.0, " the city of Lyon": -2.0 - 2.5 - 3.0 - 3.5}
+    assert result.response == " Paris"
+
+
+def test_a_retry_after_that_is_not_a_number_is_ignored_and_a_bad_key_is_never_sent():
+    with FaultServer(["429", "ok"], retry_after="nan") as server:
+        start = time.perf_counter()
+        result, = engine(server.url, max_retries=1).run([generate(0)])
+        assert result.error is None and result.retries == 1 and time.perf_counter() - start < 5
+        # a key with a line break cannot go in a header: refused, not retried, not quoted
+        bad, = engine(server.url, secrets={KEY_ENV: KEY + "\r"}, api_key_env=KEY_ENV).run([generate(1)])
+    assert bad.error and bad.retries == 0 and KEY not in bad.error and "cannot be sent" in bad.error
+
+
+def test_a_key_with_a_control_character_stops_the_run(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY[:8] + "\t" + KEY[8:])
+    p = Project(tmp_path)
+    p.write_data()
+    _plan, path = p.compile(engine="openai", model_settings=f'base_url = "http://127.0.0.1:9/v1"  api_key_env = "{KEY_ENV}"', answer="generate(parser = option_letter)")
+    with pytest.raises(RunError, match="control character") as e:
+        run_plan(path, runs_dir=str(p.runs))
+    assert KEY[8:] not in str(e.value)
+
+
 def test_a_missing_key_stops_the_run_before_anything_starts(tmp_path, monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
     p = Project(tmp_path)

@@ -15,7 +15,9 @@ A request whose prompt holds one of ``fail_when`` gets 500 every time, outside t
 With ``key`` set, a request without ``Authorization: Bearer <key>`` gets 401.  Answers are
 deterministic: a chat or completion answers ``"The answer is B."`` (or the text of
 ``reply(prompt)``); ``logprobs`` requests get top tokens A-D with fixed log-probabilities.
-``delay_s`` slows every ``ok`` answer (to make a run last long enough to be killed).
+An ``echo`` completion returns the prompt's tokens (its words, each with the spaces before
+it, after a ``<s>`` BOS token's text, as vLLM's server echoes a model that adds one) with
+log-probabilities -0.5, -1.0, -1.5, ... ``delay_s`` slows every ``ok`` answer (to make a run last long enough to be killed).
 
 Used by the API engine's tests and by ``bench/api.py`` (as a server with no model behind it,
 to measure the engine's own overhead).
@@ -24,6 +26,7 @@ to measure the engine's own overhead).
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -150,7 +153,14 @@ class FaultServer:
                 choice["logprobs"] = {"content": [{"token": TOP[0][0], "logprob": TOP[0][1], "top_logprobs": top}]}
             return {"object": "chat.completion", "model": body.get("model"), "choices": [choice], "usage": usage}
         choice = {"index": 0, "text": text, "finish_reason": "stop"}
-        if body.get("logprobs") is not None:
+        if body.get("echo"):  # the prompt's tokens (words, after a BOS token's text), then one more
+            tokens = ["<s>"] + re.findall(r"\s*\S+", prompt) + ["."]
+            offsets = [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
+            values = [None] + [-0.5 * (i + 1) for i in range(len(tokens) - 1)]
+            choice["text"] = "".join(tokens)
+            choice["logprobs"] = {"tokens": tokens, "token_logprobs": values, "text_offset": offsets, "top_logprobs": None}
+            usage["prompt_tokens"] = len(tokens) - 1
+        elif body.get("logprobs") is not None:
             choice["logprobs"] = {"tokens": [TOP[0][0]], "token_logprobs": [TOP[0][1]], "text_offset": [0], "top_logprobs": [dict(TOP)]}
         return {"object": "text_completion", "model": body.get("model"), "choices": [choice], "usage": usage}
 

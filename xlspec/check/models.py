@@ -33,6 +33,16 @@ _READERS = {
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+KEY_PREFIXES = ("sk-", "sk_", "gsk_", "hf_", "AIza", "xai-", "pplx-", "key-", "r8_")
+"""How common providers' API keys begin."""
+
+
+def _looks_like_key(text: str) -> bool:
+    """A value that is more likely an API key than a variable's name: a provider's key
+    prefix, or a long run of letters and digits with no underscore."""
+    return text.startswith(KEY_PREFIXES) or len(text) > 64 or (len(text) >= 24 and "_" not in text)
+
+
 def _api_root(url: str) -> str:
     """The API root a URL most likely means (``.../v1``)."""
     root = url.rstrip("/")
@@ -67,7 +77,8 @@ def resolve_models(decls: Declarations, diags: Diagnostics) -> dict[str, ModelSp
             if typing.get_origin(vtype) is typing.Literal:
                 vals[key] = expect_choice(s.value, typing.get_args(vtype), diags, key)
             else:
-                vals[key] = _READERS[vtype](s.value, diags, key)
+                minimum = (settings[key].json_schema_extra or {}).get("minimum")
+                vals[key] = expect_int(s.value, minimum, diags, key) if vtype is int and minimum is not None else _READERS[vtype](s.value, diags, key)
         source = v.args[0].value
         engine = v.func.text
         local = ENGINES[engine].local
@@ -88,8 +99,8 @@ def resolve_models(decls: Declarations, diags: Diagnostics) -> dict[str, ModelSp
             if url is not None and not url.startswith(("http://", "https://")):
                 diags.error("E014", "base_url is an http:// or https:// URL, such as http://localhost:8000/v1", next(s.value.span for s in d.body.settings if s.key.text == "base_url"))
             key_env = vals.get("api_key_env")
-            if key_env is not None and not _ENV_NAME.fullmatch(key_env):
-                diags.error("E014", f"api_key_env names an environment variable (such as OPENAI_API_KEY), not {'a key' if key_env.startswith('sk-') else 'this text'}", next(s.value.span for s in d.body.settings if s.key.text == "api_key_env"), hint="the key itself never goes in a spec: export it in that variable")
+            if key_env is not None and (not _ENV_NAME.fullmatch(key_env) or _looks_like_key(key_env)):
+                diags.error("E014", f"api_key_env names an environment variable (such as OPENAI_API_KEY), not {'what looks like a key' if _looks_like_key(key_env) else 'this text'}", next(s.value.span for s in d.body.settings if s.key.text == "api_key_env"), hint="the key itself never goes in a spec: export it in that variable")
         elif "://" in source:
             diags.error(
                 "E014", f"`{source}` is a URL, not a model the {engine} engine can load", v.args[0].span,
