@@ -52,6 +52,7 @@ def render_context(results: pd.DataFrame, plan: Plan, manifest: dict | None = No
     studies, summary, tables, pivots, samples, refusals = [], [], [], [], [], []
     charts: OrderedDict[str, object] = OrderedDict()
     samples_total = refusals_total = 0
+    samples_items: set = set()
     for sname, study in plan.studies.items():
         df = frames[sname]
         metrics = list(study.metrics)
@@ -82,9 +83,10 @@ def render_context(results: pd.DataFrame, plan: Plan, manifest: dict | None = No
         tables.extend(findings.metric_tables(sname, metrics, rows))
         pivots.extend(findings.pivots(sname, rows, axes))
         charts.update(study_charts(sname, df, head, pool, len(charts), axes))
-        flips, n_flips = findings.flipped(sname, df)
+        flips, n_flips, flip_items = findings.flipped(sname, df)
         samples.extend(flips)
         samples_total += n_flips
+        samples_items |= flip_items
         refs, n_refs = findings.refusals(sname, df, _leak_threshold(metrics), every_study)
         refusals.extend(refs)
         refusals_total += n_refs
@@ -110,6 +112,7 @@ def render_context(results: pd.DataFrame, plan: Plan, manifest: dict | None = No
         "charts": charts,
         "samples": samples,
         "samples_total": samples_total,
+        "samples_items": len(samples_items),
         "refusals": refusals,
         "refusals_total": refusals_total,
         "warnings": warnings,

@@ -84,7 +84,10 @@ def summary(sname, df, head: MetricSpec | None, pooled: dict, names: dict, axes:
             if len(per_lang) >= 2:
                 best = max(per_lang, key=lambda t: t[1]["value"])
                 worst = min(per_lang, key=lambda t: t[1]["value"])
-                text = f"Highest in {_lang_label(best[0], names)} {stat(best[1])}, lowest in {_lang_label(worst[0], names)} {stat(worst[1])}"
+                if best[1]["value"] == worst[1]["value"]:  # a tie has no highest and lowest
+                    text = f"The same in all {len(per_lang)} languages: {best[1]['value']:.3f}"
+                else:
+                    text = f"Highest in {_lang_label(best[0], names)} {stat(best[1])}, lowest in {_lang_label(worst[0], names)} {stat(worst[1])}"
                 gap = find(pooled["model"], pooled["parity"].label, model=model) if pooled["parity"] else None
                 if gap is not None and gap.get("value") is not None:
                     text += f": a gap of {stat(gap)}"
@@ -214,15 +217,16 @@ def _shown_answers(df: pd.DataFrame) -> tuple[list[str], list[str]]:
     return shown, keys
 
 
-def flipped(sname: str, df: pd.DataFrame) -> tuple[list[dict], int]:
+def flipped(sname: str, df: pd.DataFrame) -> tuple[list[dict], int, set]:
     """Items whose answer differs between languages, every other axis equal (the units
     ``consistency(over = language)`` scores), each answer the one the metrics read, of the
     preferred answer kind.  Unlike that metric, a refusal and an answer that could not be
-    read differ here (the table shows which).  At most ``MAX_SAMPLES``, and how many there
-    are."""
+    read differ here (the table shows which).  At most ``MAX_SAMPLES``, how many such units
+    there are (an item under one model, framing, mode, ...), and the distinct items among
+    them as (dataset, item id)."""
     df = answered_rows(df)
     if len(df) == 0 or "language" not in df.columns:
-        return [], 0
+        return [], 0, set()
     shown, keys = _shown_answers(df)
     df = df.assign(_rank=kind_rank(df, "choice"), _answer=shown, _norm=keys, _code=Columns(df, drop_errors=False).unit_codes(("language",)))
     df = best_kind(df[df["_rank"].to_numpy() >= 0], ["_code"])
@@ -232,8 +236,9 @@ def flipped(sname: str, df: pd.DataFrame) -> tuple[list[dict], int]:
     flips = n_langs.index[((n_langs >= 2) & (n_answers >= 2)).to_numpy()].to_numpy()
     total = len(flips)
     if total == 0:
-        return [], 0
+        return [], 0, set()
     sel = df[np.isin(codes, flips)]
+    items = set(zip(sel["dataset"].map(text_or_none), sel["item_id"].map(text_or_none))) if "dataset" in sel.columns else {(None, text_or_none(i)) for i in sel["item_id"]}
     context_axes = _varying(df)
     # the first MAX_SAMPLES units in a stable order; only those are materialised
     heads = sel.drop_duplicates("_code")
@@ -258,7 +263,7 @@ def flipped(sname: str, df: pd.DataFrame) -> tuple[list[dict], int]:
             for r in sorted(grp.to_dict("records"), key=lambda r: sort_key(text_or_none(r["language"])))
         ]
         out.append({**_described(sname, first, ("model", "framing", "mode"), context_axes), "gold": text_or_none(first.get("gold")), "answers": answers})
-    return out, total
+    return out, total, items
 
 
 def refusals(sname: str, df: pd.DataFrame, threshold: float, pool: pd.DataFrame) -> tuple[list[dict], int]:

@@ -488,3 +488,19 @@ def test_refusals_read_leaked_options_from_another_study():
     one = next(r for r in refusals if (r["model"], r["language"], r["framing"], r["item_id"]) == ("tiny", "de", "plain", "q3"))
     assert one["leaked"] == "D" and one["p"] == pytest.approx(0.7)
     assert len(refusals) == 4 and all(r["leaked"] is not None for r in refusals)
+
+
+def test_a_tie_across_languages_is_said_as_one_and_flips_count_items():
+    """Every answer right in every language: no "highest in X, lowest in X" of one value.  The
+    flipped-items count names distinct items, beside the cases (item x model x framing)."""
+    plan = make_plan()
+    rows = make_rows()
+    for r in rows:  # every answer right
+        r["parsed_answer"], r["refused"] = r["gold"], False
+    results = pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA).to_pandas()
+    ctx = render_context(results, Plan.from_data(plan), n_boot=0)
+    text = " ".join(s for study in ctx["summary"] for f in study["findings"] for s in ([f] if isinstance(f, str) else f.get("sentences", [])))
+    assert "The same in all 3 languages: 1.000" in text, text
+    assert "Highest in" not in text
+    original = render_context(pa.Table.from_pylist(make_rows(), schema=RESULTS_SCHEMA).to_pandas(), Plan.from_data(plan), n_boot=0)
+    assert original["samples_total"] == 12 and original["samples_items"] == 4
