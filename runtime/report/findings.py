@@ -56,6 +56,26 @@ def _lang_label(code, names: dict) -> str:
     return f"{code} ({_isolate(name)})" if name and name != code else str(code)
 
 
+def _kind_note(df: pd.DataFrame, head: MetricSpec | None) -> str | None:
+    """Where a study asks several answer kinds that each choose an option (``options +
+    generate``), the headline metric reads one per item: say which, rather than leave it
+    silent."""
+    from xlspec.answers import kinds_providing
+
+    from ..metrics.registry import METRICS
+
+    info = METRICS.get(head.name) if head is not None else None
+    if info is None or "choice" not in info.needs or "answer_kind" not in df.columns:
+        return None
+    order = kinds_providing("choice")
+    present = sorted({k for k in df["answer_kind"].dropna().unique() if k in order}, key=order.get)
+    if len(present) < 2:
+        return None
+    return (f"{head.label} reads each item's {present[0]} answer where it has one, then "
+            + ", then ".join(present[1:])
+            + f": the study asks {len(present)} answer kinds; group by answer_kind to see each.")
+
+
 def summary(sname, df, head: MetricSpec | None, pooled: dict, names: dict, axes: dict) -> dict:
     """``{study, headline, findings, tables}``: sentences per model (the headline overall,
     best and worst language with the parity gap, per framing, the share of items answered
@@ -107,6 +127,10 @@ def summary(sname, df, head: MetricSpec | None, pooled: dict, names: dict, axes:
             sentences.append(f"{prefix}The same answer " + ", and ".join(same) + ".")
         if sentences:
             findings.append(" ".join(sentences))
+
+    note = _kind_note(df, head)
+    if note:
+        findings.append(note)
 
     # One small table per (axis, metric): the axis' values down, the models across.
     for axis, values, label_of, pooled_rows, metric, note in (

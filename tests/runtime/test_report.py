@@ -504,3 +504,5 @@ def test_a_tie_across_languages_is_said_as_one_and_flips_count_items():
     assert "Highest in" not in text
     original = render_context(pa.Table.from_pylist(make_rows(), schema=RESULTS_SCHEMA).to_pandas(), Plan.from_data(plan), n_boot=0)
     assert original["samples_total"] == 12 and original["samples_items"] == 4
+    # the study asks options and generate: the summary says which one accuracy reads
+    assert "accuracy reads each item's generate answer where it has one, then options: the study asks 2 answer kinds" in text
