@@ -57,8 +57,7 @@ def read_parquet(path: str) -> tuple[list[Record], str]:
     try:
         table = pq.read_table(pa.BufferReader(raw))
     except (pa.ArrowException, OSError, ValueError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise DataError(path, 1, f"not a readable Parquet file ({first})", col=0) from None
+        raise DataError(path, 1, f"not a readable Parquet file ({_first_line(e)})", col=0) from None
     return rows_to_records(table.to_pylist()), digest
 
 

@@ -42,6 +42,17 @@ class Prepared:
     """The prompt as the model reads it (after the chat template), recorded with the answer."""
 
 
+def chat_messages(request: EngineRequest, answer: str | None = None) -> list[dict]:
+    """The request as chat messages: its system prompt, the prompt as the user's turn, and
+    ``answer`` (a reward model's candidate) as the assistant's."""
+    messages = [{"role": "user", "content": request.prompt}]
+    if request.system:
+        messages.insert(0, {"role": "system", "content": request.system})
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer})
+    return messages
+
+
 def prompt_text(tokenizer, request: EngineRequest) -> str:
     """The text the model reads: the prompt through the model's chat template, or as is
     (``chat = false``)."""
@@ -49,10 +60,7 @@ def prompt_text(tokenizer, request: EngineRequest) -> str:
         return request.prompt
     if not getattr(tokenizer, "chat_template", None):
         raise RequestError("chat=true but the model's tokenizer has no chat template")
-    messages = [{"role": "user", "content": request.prompt}]
-    if request.system:
-        messages.insert(0, {"role": "system", "content": request.system})
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(chat_messages(request), tokenize=False, add_generation_prompt=True)
 
 
 def prompt_ids(tokenizer, request: EngineRequest) -> list[int]:
@@ -98,10 +106,7 @@ def candidate_ids(tokenizer, request: EngineRequest, candidate: str) -> list[int
         return tokenizer(request.prompt, candidate)["input_ids"]
     if not getattr(tokenizer, "chat_template", None):
         raise RequestError("chat=true but the model's tokenizer has no chat template (set chat = false to score prompt and response as a text pair)")
-    messages = [{"role": "user", "content": request.prompt}, {"role": "assistant", "content": candidate}]
-    if request.system:
-        messages.insert(0, {"role": "system", "content": request.system})
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    text = tokenizer.apply_chat_template(chat_messages(request, candidate), tokenize=False, add_generation_prompt=False)
     return tokenizer.encode(text, add_special_tokens=False)
 
 

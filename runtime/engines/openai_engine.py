@@ -147,18 +147,12 @@ class OpenAIEngine:
 
     # ---- answer kinds --------------------------------------------------------------------
 
-    def _messages(self, request: EngineRequest) -> list[dict]:
-        messages = [{"role": "user", "content": request.prompt}]
-        if request.system:
-            messages.insert(0, {"role": "system", "content": request.system})
-        return messages
-
     def _body(self, request: EngineRequest, **extra) -> tuple[str, dict, str]:
         """The endpoint, the request body, and the text sent (what a row shows as the
         engine's input: the prompt, or the chat messages as JSON)."""
         body = {"model": self.model.source, **extra}
         if request.chat:
-            messages = self._messages(request)
+            messages = common.chat_messages(request)
             body["messages"] = messages
             return "/chat/completions", body, json.dumps(messages, ensure_ascii=False)
         body["prompt"] = request.prompt

@@ -153,17 +153,24 @@ def metric_label(name: str, args: dict, by: list[str] | None = None) -> str:
     parts = []
     for k, v in args.items():
         if isinstance(v, dict) and {"axis", "a", "b"} <= set(v):
-            parts.append(f"{v['axis']}={_side(v['a'])}-{_side(v['b'])}")
-        elif isinstance(v, dict) and "name" in v:  # a per-item metric with its arguments
-            parts.append(f"{k}={metric_label(v['name'], v.get('args') or {})}")
+            parts.append(f"{v['axis']}={side_text(v['a'])}-{side_text(v['b'])}")
         else:
-            parts.append(f"{k}={_number(v)}")
+            parts.append(f"{k}={arg_text(v)}")
     if by:
         parts.append("by=" + "+".join(by))
     return f"{name}({', '.join(parts)})" if parts else name
 
 
-def _side(v: Any) -> str:
+def arg_text(v: Any) -> str:
+    """One argument's value as a label spells it: a per-item metric with its arguments
+    (``mean(fluency)``), or the value (integral floats without ``.0``)."""
+    if isinstance(v, dict) and "name" in v:
+        return metric_label(v["name"], v.get("args") or {})
+    return _number(v)
+
+
+def side_text(v: Any) -> str:
+    """A contrast side as a label spells it (the values of a set joined with ``+``)."""
     return "+".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v)
 
 

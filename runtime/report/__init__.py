@@ -144,8 +144,9 @@ def _load_results(path: str, plan: Plan) -> pd.DataFrame:
 def metric_columns(plan: Plan) -> dict[tuple[str, str], dict]:
     """(study, metric label) -> the label's parts as columns: the metric's name, the metric
     it is computed from, the contrast (axis, a, b), ``by``, and every other argument in
-    ``params``, so a query filters on them rather than parsing labels."""
-    from ..metrics.registry import metric_label
+    ``params``, spelled as the label spells them, so a query filters on them rather than
+    parsing labels."""
+    from ..metrics.registry import arg_text, side_text
 
     out: dict[tuple[str, str], dict] = {}
     for study, entry in plan.data.get("studies", {}).items():
@@ -153,24 +154,16 @@ def metric_columns(plan: Plan) -> dict[tuple[str, str], dict]:
             args = dict(m.get("args") or {})
             inner = args.pop("metric", None)
             pair = next((args.pop(k) for k, v in list(args.items()) if isinstance(v, dict) and {"axis", "a", "b"} <= set(v)), None)
-
-            def side(v):
-                return "+".join(str(x) for x in v) if isinstance(v, (list, tuple)) else None if v is None else str(v)
-
             out[(study, m["label"])] = {
                 "metric_name": m["name"],
-                "of_metric": None if inner is None else inner if isinstance(inner, str) else metric_label(inner["name"], inner.get("args") or {}),
+                "of_metric": None if inner is None else arg_text(inner),
                 "contrast_axis": pair["axis"] if pair else None,
-                "contrast_a": side(pair["a"]) if pair else None,
-                "contrast_b": side(pair["b"]) if pair else None,
+                "contrast_a": side_text(pair["a"]) if pair else None,
+                "contrast_b": side_text(pair["b"]) if pair else None,
                 "by": m.get("by"),
-                "params": [(k, side(v) if not isinstance(v, (dict, float)) else metric_label(v["name"], v.get("args") or {}) if isinstance(v, dict) else _number_text(v)) for k, v in args.items()] or None,
+                "params": [(k, side_text(v) if isinstance(v, (list, tuple)) else arg_text(v)) for k, v in args.items()] or None,
             }
     return out
-
-
-def _number_text(v: float) -> str:
-    return str(int(v)) if v.is_integer() else str(v)
 
 
 def _metrics_table(rows: list[dict], plan: Plan | None = None) -> pa.Table:
