@@ -298,6 +298,7 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
         "option_probs": list(probs.items()) if probs else None,
         "correct": None,  # filled per cell by :func:`fill_correct`
         "gold": item.gold,
+        "n_options": len(item.labels) if item.labels else None,
         "targets": item.targets,
         "item_fields": item_fields(item, entry),
         "human": list(item.human.items()) if item.human else None,

@@ -39,6 +39,7 @@ RESULTS_SCHEMA = pa.schema(
         ("option_probs", OPTION_MAP),
         ("correct", pa.bool_()),
         ("gold", pa.string()),
+        ("n_options", pa.int32()),
         ("targets", pa.list_(pa.string())),
         ("item_fields", pa.map_(pa.string(), pa.string())),
         ("human", OPTION_MAP),

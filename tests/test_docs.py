@@ -50,10 +50,10 @@ from xlspec.check.vocabulary import DATASET_FIELDS, DATASET_SETTINGS, DECLARATIO
 from xlspec.diagnostics import CODES
 from xlspec.parsers import PARSERS
 from xlspec.runtime.engines import ENGINES
-from xlspec.runtime.metrics.registry import METRICS
+from xlspec.runtime.metrics.registry import listed_metrics
 from xlspec.spec import FramingSpec, ModelSpec, ModeSpec
 print(json.dumps({
-    "metrics": METRICS.names(),
+    "metrics": listed_metrics(),
     "parsers": PARSERS.names(),
     "answer_kinds": ANSWER_KINDS.names(),
     "engines": ENGINES.names(),

@@ -170,7 +170,7 @@ def test_fixtures_cover_the_language():
     nodes = [n for t in trees for n in _nodes(t)]
     types = {type(n) for n in nodes}
     assert set(get_args(ast.Expr)) | {ast.KwArg, ast.Entry, ast.Setting, ast.Block, ast.Decl, ast.Import} <= types
-    assert {n.op for n in nodes if isinstance(n, ast.BinOp)} >= {"+", "-", "&", "or", "and", "in", "not in", "==", "!=", "<", "<=", ">", ">="}
+    assert {n.op for n in nodes if isinstance(n, ast.BinOp)} >= {"+", "-", "&", "*", "/", "or", "and", "in", "not in", "==", "!=", "<", "<=", ">", ">="}
     refs = [n for n in nodes if isinstance(n, ast.Ref)]
     assert any(len(r.parts) > 1 for r in refs) and any(r.index is not None for r in refs)
     assert any(len(r.parts) > 1 and r.index is not None for r in refs)

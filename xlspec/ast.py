@@ -112,7 +112,7 @@ class MapExpr:
 
 @dataclass(frozen=True)
 class BinOp:
-    """Set algebra (``+ - &``), comparisons, ``in``/``not in`` and ``and``/``or``."""
+    """Set algebra (``+ - &``), arithmetic (``* /``, in metric expressions), comparisons, ``in``/``not in`` and ``and``/``or``."""
 
     op: str
     left: "Expr"

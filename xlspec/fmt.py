@@ -244,9 +244,9 @@ def render(doc) -> str:
 
 # ---- syntax tree -> document -------------------------------------------------------------
 
-_PREC = {"or": 1, "and": 2, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "in": 4, "not in": 4, "+": 5, "-": 5, "&": 5}
+_PREC = {"or": 1, "and": 2, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "in": 4, "not in": 4, "+": 5, "-": 5, "&": 5, "*": 6, "/": 6}
 # The least precedence each operand of an operator may have without parentheses.
-_OPERANDS = {1: (1, 2), 2: (2, 3), 4: (5, 5), 5: (5, 6)}
+_OPERANDS = {1: (1, 2), 2: (2, 3), 4: (5, 5), 5: (5, 6), 6: (6, 7)}
 
 
 def _prec(e) -> int:
@@ -254,7 +254,7 @@ def _prec(e) -> int:
         return _PREC[e.op]
     if isinstance(e, ast.Not):
         return 3
-    return 6
+    return 7
 
 
 def _children(n) -> list:

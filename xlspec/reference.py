@@ -438,7 +438,7 @@ def _folds_words(info) -> str:
     if not folds:
         return "none"
     text = ", ".join(words.get(a, _c(a)) for a in folds)
-    fills = [a for a in folds if a in info.fills]
+    fills = [a for a in folds if a in info.filled(symbolic)]
     if fills:
         text += "; its rows fill " + ", ".join(_c(a) for a in fills) + " again, with the value each row is about"
     return text
@@ -452,6 +452,8 @@ def _metrics() -> list[str]:
     index = []
     detail: list[str] = []
     for name, info in METRICS.items():
+        if not info.listed:
+            continue
         summary = _summary(info.summary, f"metric {name!r}")
         index.append([f"[{_c(name)}](#{name})", _c(_metric_signature(info)), summary])
         detail += [f"### {name}", ""]
@@ -531,6 +533,25 @@ def _diagnostics() -> list[str]:
     ]
 
 
+def _derived_metrics() -> list[str]:
+    from .check.derived import FUNCTIONS
+
+    lines = [
+        "## Derived metrics",
+        "",
+        "Statistics across cells, built from per-item metrics: `metric NAME = EXPR` declares one, and a",
+        "study lists it by name in `metrics = [...]` (or writes the expression there). An expression is a",
+        "per-item metric, a declared metric, a number, arithmetic (`+ - * /`) or one of these functions",
+        "(formulas and the bootstrap in [metrics.md](metrics.md#derived-metrics)):",
+        "",
+        "| function | form |",
+        "| --- | --- |",
+    ]
+    for name, form in FUNCTIONS.items():
+        lines.append(f"| {_c(name)} | {_cell(form)} |")
+    return lines + [""]
+
+
 SECTIONS = (
     ("Declarations", _declarations),
     ("Study settings", _study_settings),
@@ -543,6 +564,7 @@ SECTIONS = (
     ("Answer parsers", _parsers),
     ("Engines", _engines),
     ("Metrics", _metrics),
+    ("Derived metrics", _derived_metrics),
     ("Report templates", _templates),
     ("Diagnostic codes", _diagnostics),
 )
@@ -582,14 +604,14 @@ def _metric_modules() -> list[tuple[str, str, list[str]]]:
         if mod.name.startswith("_"):
             continue
         module = importlib.import_module(f"{defs.__name__}.{mod.name}")
-        names = sorted({v.name for v in vars(module).values() if isinstance(v, MetricInfo) and METRICS.get(v.name) is v})
+        names = sorted({v.name for v in vars(module).values() if isinstance(v, MetricInfo) and METRICS.get(v.name) is v and v.listed})
         if not names:
             continue
         for n in names:
             owner.setdefault(n, mod.name)
         out.append((mod.name, _summary(module.__doc__, f"metric module runtime/metrics/defs/{mod.name}.py (its docstring holds the formula)"), names))
     for name, info in METRICS.items():
-        if name not in owner:
+        if name not in owner and info.listed:
             comp = info.compute
             fn = comp and (comp.scores or comp.item_stats or comp.jobs)
             modname = getattr(fn, "__module__", "") or ""
@@ -626,12 +648,15 @@ def render_metrics() -> str:
         "| --- | --- |",
     ]
     for name, info in METRICS.items():
-        lines.append(f"| [{_c(name)}](#{name}) | {_cell(_summary(info.summary, f'metric {name!r}'))} |")
+        if info.listed:
+            lines.append(f"| [{_c(name)}](#{name}) | {_cell(_summary(info.summary, f'metric {name!r}'))} |")
+    lines.append("| [derived metrics](#derived-metrics) | statistics across cells declared with `metric NAME = ...` |")
     normalize = _source_docstring("xlspec.normalize")
     lines += [
         "", "## Which answers a metric reads", "", _rst(reading), "",
         "## Aggregation", "", _rst(aggregate), "",
         "## Confidence intervals", "", _rst(bootstrap), "",
+        "## Derived metrics", "", _rst(_source_docstring("xlspec.runtime.metrics.derived")), "",
         "## Answer normalisation", "", "From `xlspec/normalize.py`:", "", _rst(normalize), "",
         "## The metrics", "",
     ]  # fmt: skip

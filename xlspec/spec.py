@@ -81,6 +81,7 @@ class ModelSpec(_Model):
     concurrency: int = _setting(8, "openai: requests in flight at once", identity=False, engines="api")
     timeout: int = _setting(120, "openai: seconds one request may take before it is retried", identity=False, engines="api")
     top_logprobs: int = _setting(20, "openai: the most probable tokens asked for at an `options` answer position (OpenAI's chat endpoint allows 20, its /completions 5)", identity="unless-default", engines="api")
+    attributes: dict[str, float | str | bool] = _setting({}, "what is known about the model, for grouping and fits: { params: 8e9, train_languages: 4, type: \"instruct\" } (not part of any id)", identity=False)
     max_retries: int = _setting(5, "openai: retries of a request after a 429, a 5xx, a timeout or a dropped connection (with exponential backoff and jitter, honouring Retry-After); a request that still fails becomes an error row, retried by the next run", identity=False, engines="api", minimum=0)
 
     def plan_entry(self) -> dict[str, Any]:
@@ -113,8 +114,9 @@ class ModelSpec(_Model):
         return {k: f.default for k, f in cls.model_fields.items() if (f.json_schema_extra or {}).get("identity") == "unless-default"}
 
 
-_PLAN_OPTIONAL = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries", "top_logprobs")
-"""Settings added with the openai engine: plans of other models do not list them."""
+_PLAN_OPTIONAL = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries", "top_logprobs", "attributes")
+"""Settings added after the first plans (the openai engine's, attributes): a plan lists
+them only where they are not at their default."""
 
 
 class FramingSpec(_Model):

@@ -298,6 +298,8 @@ class _Build(Transformer):
     union = _bin("+")
     difference = _bin("-")
     intersection = _bin("&")
+    product = _bin("*")
+    quotient = _bin("/")
     or_ = _bin("or")
     and_ = _bin("and")
     member = _bin("in")

@@ -31,7 +31,7 @@ from .bootstrap import Job
 from .columns import ITEM, SIDE, Columns, isin
 from .spec import Pair, Spec, parse_pair
 
-__all__ = ["Job", "SIDE", "best_kind", "item_stats", "row_item_stats", "Stats", "emitter", "metric_jobs", "plain_jobs", "sides", "contrast_stats", "by_language"]
+__all__ = ["Job", "SIDE", "best_kind", "item_stats", "row_item_stats", "Stats", "emitter", "metric_jobs", "plain_jobs", "sides", "contrast_stats", "by_language", "by_axis"]
 
 
 def best_kind(frame: pd.DataFrame, group: list[str]) -> pd.DataFrame:
@@ -150,11 +150,17 @@ def contrast_stats(cols: Columns, spec: Spec, keys: list[str]) -> tuple[pd.DataF
 def by_language(cols: Columns, spec: Spec, keys: list[str]):
     """Per group of ``keys``: ``(key, languages, S, C)``, the per-item sums of
     ``spec.inner`` by language (items by the group's languages, sorted)."""
-    if "language" not in cols.df.columns:
-        raise ValueError(f"{spec.name}: no language column in the results")
-    stats = item_stats(cols, spec.inner, keys + ["language"])
+    return by_axis(cols, spec, keys, "language")
+
+
+def by_axis(cols: Columns, spec: Spec, keys: list[str], axis: str):
+    """Per group of ``keys``: ``(key, values, S, C)``, the per-item sums of ``spec.inner``
+    by the values of ``axis`` (items by the group's values, sorted)."""
+    if axis not in cols.df.columns:
+        raise ValueError(f"{spec.name}: no {axis} column in the results")
+    stats = item_stats(cols, spec.inner, keys + [axis])
     st = Stats(stats)
-    lang, names = stats["language"].to_numpy(), cols.values("language")
+    lang, names = stats[axis].to_numpy(), cols.values(axis)
     for key, pos in cols.split(stats, keys):
         pos = pos[lang[pos] >= 0]
         present = np.unique(lang[pos])

@@ -25,6 +25,8 @@ generator, so results do not depend on scheduling.
 - A group with one item: the value, and ci_low = ci_high = value (every resample is that
   item).
 - ``n_boot = 0``: no intervals (NaN).
+- A test (``permutation_test``, ``sign_test``, ``axis_effect``, ``above_chance``) reports its
+  p-value with no interval (NaN): a job with ``fixed`` values.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Job:
     C: np.ndarray  # (n_items, K)
     fn: Callable  # (R, K) rates -> (R, m) statistics
     emit: Callable  # (value, lo, hi arrays) -> list of rows
+    fixed: np.ndarray | None = None
+    """Values computed without a bootstrap (a test's p-value): emitted with no interval."""
 
 
 def _derive_seed(seed: int, label: str, key: tuple) -> int:
@@ -72,6 +76,9 @@ def _draw(rng: np.random.Generator, B: int, n: int) -> np.ndarray:
 
 def run_job(job: Job, seed: int, n_boot: int):
     """(value, ci_low, ci_high) arrays of one job."""
+    if job.fixed is not None:
+        nan = np.full(len(job.fixed), np.nan)
+        return np.asarray(job.fixed, dtype=float), nan, nan.copy()
     S, C, fn = job.S, job.C, job.fn
     # np.errstate is thread-local (numpy >= 1.25); nothing below raises a Python warning
     # (all-NaN columns are kept away from the nan-functions)

@@ -69,7 +69,7 @@ def compute_metrics(
             if a not in columns:
                 columns.append(a)
     for spec in specs:
-        columns.extend(a for a in spec.info.fills if a not in columns)
+        columns.extend(a for a in spec.info.filled(spec.args) if a not in columns)
     jobs: list[Job] = []
     for spec in specs:
         by = spec.by if spec.by is not None else group_by

@@ -119,10 +119,13 @@ class MetricInfo:
     grouping and left empty in its rows (``consistency(over = language)`` folds
     ``language``).  The one statement of the rule: ``compute_metrics`` groups by it and the
     report reads it (:func:`folded_axes`)."""
-    fills: tuple[str, ...] = ()
+    fills: "tuple[str, ...] | Callable[[dict], tuple[str, ...]]" = ()
     """Axes the metric fills in its rows although it folds them (``pivot_delta`` names the
-    language each row compares with the pivot); ``compute_metrics`` adds them to its output
-    columns."""
+    language each row compares with the pivot), or a function of its arguments giving them
+    (a derived metric's); ``compute_metrics`` adds them to its output columns."""
+    listed: bool = True
+    """Named in the catalog a spec writes from (False: a form the checker writes itself,
+    such as a derived metric's ``derived``)."""
     compute: "Computation | None" = None
     """How it is computed (:class:`Computation`), called by ``compute_metrics``
     (``runtime/metrics/compute.py``)."""
@@ -130,9 +133,18 @@ class MetricInfo:
     def register(self) -> "MetricInfo":
         return METRICS.register(self.name, self)
 
+    def filled(self, args: dict) -> tuple[str, ...]:
+        """The axes its rows fill (:attr:`fills`) for these arguments."""
+        return tuple(self.fills(args)) if callable(self.fills) else tuple(self.fills)
+
 
 def per_item_metrics() -> list[str]:
     return [name for name, m in METRICS.items() if m.per_item]
+
+
+def listed_metrics() -> list[str]:
+    """The metrics a spec may name (sorted)."""
+    return [name for name, m in METRICS.items() if m.listed]
 
 
 def folded_axes(name: str, args: dict | None = None) -> tuple[str, ...]:
@@ -143,7 +155,9 @@ def folded_axes(name: str, args: dict | None = None) -> tuple[str, ...]:
     info = METRICS.get(name)
     if info is None:
         return ()
-    return tuple(a for a in info.folds(dict(args or {})) if a not in info.fills)
+    args = dict(args or {})
+    filled = info.filled(args)
+    return tuple(a for a in info.folds(args) if a not in filled)
 
 
 def metric_label(name: str, args: dict, by: list[str] | None = None) -> str:

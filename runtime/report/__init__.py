@@ -36,6 +36,7 @@ from xlspec.plan import Plan
 from xlspec.templates import DEFAULT_REPORTS
 
 from ..store import atomic_write_table
+from .charts import PNG_DPI, write_chart_files
 from .compute import N_BOOT
 from .context import render_context
 from .render import output_extension, render, safe_name
@@ -90,6 +91,13 @@ def build_reports(run_dir: str, plan: Plan, plan_path: str | None = None, n_boot
     metrics_path = os.path.join(run_dir, "metrics.parquet")
     atomic_write_table(_metrics_table(ctx["metrics"], plan), metrics_path)
     lines.append(f"wrote {metrics_path} ({len(ctx['metrics'])} metric rows)")
+
+    try:
+        files = write_chart_files(ctx["charts"], os.path.join(run_dir, "charts"))
+        if files:
+            lines.append(f"wrote {len(files)} chart files (PDF, PNG at {PNG_DPI} dpi) in {os.path.join(run_dir, 'charts')}")
+    except Exception as e:  # a chart that cannot be saved must not lose the reports
+        warnings.append(f"chart files: {type(e).__name__}: {e}")
 
     reports = [(r.name, r.template) for r in plan.reports] or list(DEFAULT_REPORTS)
     written: set[str] = set()

@@ -72,6 +72,24 @@ def is_share(m: MetricSpec) -> bool:
     return info is not None and info.share
 
 
+def _tests(df: pd.DataFrame, head: MetricSpec | None) -> dict[str, MetricSpec | None]:
+    """What the summary tests per model: for an accuracy headline on items with options, the
+    chance level and a one-sided test of no better than chance; for a per-item headline
+    over two or more languages, a permutation test of no language effect (which the parity
+    gap's interval cannot give: the gap is biased upward)."""
+    out: dict[str, MetricSpec | None] = {"chance": None, "above_chance": None, "language_effect": None}
+    if head is None:
+        return out
+    has_options = "n_options" in df.columns and df["n_options"].notna().any() or "option_probs" in df.columns and df["option_probs"].notna().any()
+    if head.name == "accuracy" and not head.args and has_options:
+        out["chance"] = MetricSpec(name="chance", label="chance")
+        out["above_chance"] = MetricSpec(name="above_chance", args={"metric": head.label}, label=metric_label("above_chance", {"metric": head.label}))
+    if head.name in per_item_metrics() and "language" in df.columns and df["language"].nunique() >= 2:
+        args = {"metric": head.label, "over": "language"}
+        out["language_effect"] = MetricSpec(name="axis_effect", args=args, label=metric_label("axis_effect", args))
+    return out
+
+
 def pooled(df: pd.DataFrame, metrics: list[MetricSpec], head: MetricSpec | None, study_rows: list[dict], group_by: list[str], warnings: list[str], where: str, n_boot: int) -> dict:
     """The headline metric (and the declared consistency and parity metrics) pooled over
     the axes a newcomer does not need at first: per model, per model x language, per model
@@ -80,7 +98,9 @@ def pooled(df: pd.DataFrame, metrics: list[MetricSpec], head: MetricSpec | None,
 
     Returns ``{"head", "cons", "parity", "items"}`` (metrics: the headline, the declared
     consistency metrics, the parity gap of the headline, every plain per-item metric with
-    the headline first) and the rows ``"model"``, ``"model_language"``,
+    the headline first), the labels ``"chance"``, ``"above_chance"`` and
+    ``"language_effect"`` of the tests the summary reports per model (None where they do
+    not apply, :func:`_tests`), and the rows ``"model"``, ``"model_language"``,
     ``"model_framing"`` (also ``"parity_framing"``), ``"model_language_framing"``."""
     out: dict = {"head": head, "cons": [], "parity": None}
     cons = [m for m in metrics if m.name == "consistency" and m.by is None]
@@ -136,7 +156,9 @@ def pooled(df: pd.DataFrame, metrics: list[MetricSpec], head: MetricSpec | None,
         return [m for m in cons if m.args.get("over") != axis]
 
     parity = [out["parity"]] if out["parity"] else []
-    out["model"] = rows(specs + parity + cons, ["model"])
+    tests = _tests(df, head)
+    out.update({k: t.label if t is not None else None for k, t in tests.items()})
+    out["model"] = rows(specs + parity + cons + [t for t in tests.values() if t is not None], ["model"])
     out["model_language"] = rows(specs + cons_not("language"), ["model", "language"])
     out["model_framing"] = rows(specs + parity + cons_not("framing"), ["model", "framing"])
     out["parity_framing"] = out["model_framing"]

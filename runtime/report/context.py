@@ -79,10 +79,14 @@ def render_context(results: pd.DataFrame, plan: Plan, manifest: dict | None = No
         if len(df) == 0:
             continue
         pool = pooled(df, metrics, head, rows, group_by, warnings, where, n_boot)
-        summary.append(findings.summary(sname, df, head, pool, names, axes))
+        found = findings.summary(sname, df, head, pool, names, axes)
         tables.extend(findings.metric_tables(sname, metrics, rows))
         pivots.extend(findings.pivots(sname, rows, axes))
-        charts.update(study_charts(sname, df, head, pool, len(charts), axes))
+        mine = study_charts(sname, df, head, pool, len(charts), axes)
+        # the headline chart goes beside the headline findings, at the top of the page
+        found["chart"] = next((name for name in mine if head is not None and name.endswith("per language (95% CI)")), None)
+        summary.append(found)
+        charts.update(mine)
         flips, n_flips, flip_items = findings.flipped(sname, df)
         samples.extend(flips)
         samples_total += n_flips

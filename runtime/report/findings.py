@@ -76,6 +76,34 @@ def _kind_note(df: pd.DataFrame, head: MetricSpec | None) -> str | None:
             + f": the study asks {len(present)} answer kinds; group by answer_kind to see each.")
 
 
+def p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _chance_words(pooled: dict, model) -> str:
+    """"; chance is 0.250: above chance (p < 0.001, ...)" where the summary tested it."""
+    if not pooled.get("chance"):
+        return ""
+    level = find(pooled["model"], pooled["chance"], model=model)
+    test = find(pooled["model"], pooled["above_chance"], model=model)
+    if level is None or level.get("value") is None or test is None or test.get("value") is None:
+        return ""
+    verdict = "above chance" if test["value"] < 0.05 else "not distinguishable from chance"
+    return f"; a random guess scores {level['value']:.3f}: {verdict} ({p_text(test['value'])}, one-sided binomial test against random guessing)"
+
+
+def _effect_words(pooled: dict, model) -> str:
+    """"; the languages differ (p = ..., permutation test)" or that they cannot be told apart."""
+    if not pooled.get("language_effect"):
+        return ""
+    test = find(pooled["model"], pooled["language_effect"], model=model)
+    if test is None or test.get("value") is None:
+        return ""
+    if test["value"] < 0.05:
+        return f"; the languages differ ({p_text(test['value'])}, permutation test of no language effect over {test['n']} items)"
+    return f"; no difference between the languages can be told from noise ({p_text(test['value'])}, permutation test of no language effect over {test['n']} items)"
+
+
 def summary(sname, df, head: MetricSpec | None, pooled: dict, names: dict, axes: dict) -> dict:
     """``{study, headline, findings, tables}``: sentences per model (the headline overall,
     best and worst language with the parity gap, per framing, the share of items answered
@@ -96,7 +124,7 @@ def summary(sname, df, head: MetricSpec | None, pooled: dict, names: dict, axes:
         if hl:
             overall = find(pooled["model"], hl, model=model)
             if overall is not None and overall.get("value") is not None:
-                sentences.append(f"{model}: {hl} {stat(overall)} over {overall['n']} items.")
+                sentences.append(f"{model}: {hl} {stat(overall)} over {overall['n']} items" + _chance_words(pooled, model) + ".")
             else:
                 sentences.append(f"{model}: no {hl} value.")
             per_lang = [(lang, find(pooled["model_language"], hl, model=model, language=lang)) for lang in languages]
@@ -111,7 +139,7 @@ def summary(sname, df, head: MetricSpec | None, pooled: dict, names: dict, axes:
                 gap = find(pooled["model"], pooled["parity"].label, model=model) if pooled["parity"] else None
                 if gap is not None and gap.get("value") is not None:
                     text += f": a gap of {stat(gap)}"
-                sentences.append(text + ".")
+                sentences.append(text + _effect_words(pooled, model) + ".")
             per_fr = [(fr, find(pooled["model_framing"], hl, model=model, framing=fr)) for fr in framings]
             per_fr = [(fr, r) for fr, r in per_fr if r is not None and r.get("value") is not None]
             if len(per_fr) >= 2:

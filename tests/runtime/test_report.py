@@ -11,6 +11,7 @@ import tempfile
 import time
 import urllib.request
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -192,6 +193,7 @@ def test_build_reports_writes_metrics_and_both_reports(built):
     run_dir, plan, lines, seconds = built
     assert lines == [
         f"wrote {os.path.join(run_dir, 'metrics.parquet')} ({pq.read_metadata(os.path.join(run_dir, 'metrics.parquet')).num_rows} metric rows)",
+        f"wrote {len(os.listdir(os.path.join(run_dir, 'charts')))} chart files (PDF, PNG at 300 dpi) in {os.path.join(run_dir, 'charts')}",
         f"wrote {os.path.join(run_dir, 'report.html')}",
         f"wrote {os.path.join(run_dir, 'report.md')}",
     ]
@@ -272,7 +274,8 @@ def test_html_escapes_model_outputs(built):
     handlers = [(t, k) for t, attrs in parser.tags for k in attrs if k.startswith("on")]
     assert handlers == []
     links = [(t, attrs) for t, attrs in parser.tags for k in ("src", "href", "xlink:href", "action") if k in attrs and not attrs[k].startswith("#")]
-    assert links == []
+    # only plain links to the chart files written beside the report
+    assert all(t == "a" and set(attrs) == {"href"} and attrs["href"].startswith("charts/") and os.path.exists(os.path.join(run_dir, attrs["href"])) for t, attrs in links), links
     assert tags.count("svg") >= 4
     # the page names no URL of its own: any http(s) in it is the escaped model output
     assert page.count("http://") == 0 and page.count("https://") == page.count("https://example.com/x&#34;&gt;link")
@@ -281,10 +284,14 @@ def test_html_escapes_model_outputs(built):
 def test_no_plan_reports_renders_both_builtins_deterministically(tmp_path):
     run_dir, plan = make_run(tmp_path, reports=[])
     lines = build_reports(run_dir, plan, n_boot=50)
-    assert [os.path.basename(ln.split(" ")[1]) for ln in lines] == ["metrics.parquet", "report.html", "report.md"]
+    assert [os.path.basename(ln.split(" ")[1]) for ln in lines if "chart files" not in ln] == ["metrics.parquet", "report.html", "report.md"]
     first = read(os.path.join(run_dir, "report.html"))
+    charts = os.path.join(run_dir, "charts")
+    files = {n: open(os.path.join(charts, n), "rb").read() for n in os.listdir(charts)}
     build_reports(run_dir, plan, n_boot=50)
     assert read(os.path.join(run_dir, "report.html")) == first  # charts included (svg.hashsalt)
+    # the chart files too: no date in the PDF, no software version in the PNG
+    assert {n: open(os.path.join(charts, n), "rb").read() for n in os.listdir(charts)} == files
 
 
 def test_user_template_beside_the_spec_runs_sandboxed(tmp_path):
@@ -450,7 +457,9 @@ def test_html_report_in_headless_chromium(built):
         )
         assert state["title"].startswith("tiny: Do two tiny models") and state["pwned"] is None, f"injected script ran: title {state['title']!r}, __pwned {state['pwned']!r}"
         assert state["scripts"] == 0 and state["imgs"] == 0 and state["handlers"] == []
-        assert state["external"] == [], state["external"]
+        # links only to the chart files beside the report (nothing is fetched: see requests)
+        assert state["external"] and all(u.startswith("charts/") for u in state["external"]), state["external"]
+        assert all(os.path.exists(os.path.join(run_dir, u)) for u in state["external"])
         assert state["svgs"] >= 4 and state["heatmaps"] >= 2
         for payload in (XSS_SCRIPT, XSS_IMG, XSS_TITLE):
             assert payload in state["text"], f"{payload} is not shown as text"
@@ -506,3 +515,69 @@ def test_a_tie_across_languages_is_said_as_one_and_flips_count_items():
     assert original["samples_total"] == 12 and original["samples_items"] == 4
     # the study asks options and generate: the summary says which one accuracy reads
     assert "accuracy reads each item's generate answer where it has one, then options: the study asks 2 answer kinds" in text
+
+
+# ----------------------------------------------------------------------------- chart files
+
+
+def _png_size_and_dpi(path):
+    """(width, height) in pixels and the dots per inch a PNG records (its pHYs chunk)."""
+    import struct
+
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    at = data.index(b"pHYs")
+    ppm_x, _, unit = struct.unpack(">IIB", data[at + 4 : at + 13])
+    assert unit == 1  # pixels per metre
+    return (width, height), round(ppm_x * 0.0254)
+
+
+def test_chart_files_are_pdf_and_300_dpi_png_sized_for_a_paper(built):
+    run_dir, _, _, _ = built
+    folder = os.path.join(run_dir, "charts")
+    names = sorted(os.listdir(folder))
+    stems = sorted({n.rsplit(".", 1)[0] for n in names})
+    assert names == sorted([f"{s}.pdf" for s in stems] + [f"{s}.png" for s in stems])
+    assert any("per-language" in s for s in stems) and any("language-framing" in s for s in stems)
+    for stem in stems:
+        with open(os.path.join(folder, stem + ".pdf"), "rb") as f:
+            assert f.read(5) == b"%PDF-"
+        (w, h), dpi = _png_size_and_dpi(os.path.join(folder, stem + ".png"))
+        assert dpi == 300
+        assert w in (3.5 * 300, 7.0 * 300), (stem, w)  # one column, or the text width
+        assert 0.3 * w < h < 1.2 * w
+
+
+def test_headline_chart_shows_the_chance_level_as_a_dashed_line(built):
+    """A screenshot check: the headline chart's PNG has one long row of the line's grey,
+    broken into dashes, at the height of chance (0.25 of four options)."""
+    from matplotlib.image import imread
+
+    run_dir, _, _, _ = built
+    folder = os.path.join(run_dir, "charts")
+    png = next(os.path.join(folder, n) for n in sorted(os.listdir(folder)) if "accuracy-per-language" in n and n.endswith(".png"))
+    img = imread(png)[:, :, :3]
+    grey = np.all(np.abs(img - 0x44 / 255) < 0.06, axis=2)
+    counts = grey.sum(1)
+    row = int(counts.argmax())
+    assert counts[row] > 0.4 * img.shape[1], "no long grey line"
+    line = grey[row]
+    runs = np.flatnonzero(np.diff(line.astype(int)) == 1)
+    assert len(runs) >= 10, "the line is not dashed"
+    html = read(os.path.join(run_dir, "report.html"))
+    assert "a random guess scores 0.250" in html
+
+
+def test_charts_draw_missing_values_as_missing_and_carry_a_colour_bar():
+    from xlspec.runtime.report.charts import _rc, bars, heatmaps
+
+    with _rc():
+        fig = bars("t", ["en", "fr", "de"], ["m"], [[0.5, float("nan"), 0.2]], [[0.4, float("nan"), 0.1]], [[0.6, float("nan"), 0.3]], "accuracy")
+        ax = fig.axes[0]
+        assert len(ax.patches) == 2  # no bar of height 0 for the missing value
+        assert "n/a" in [t.get_text() for t in ax.texts]
+        fig = heatmaps("t", ["m1", "m2"], ["en", "fr"], ["plain"], [np.array([[0.5], [np.nan]]), np.array([[0.2], [0.9]])], True)
+        assert len(fig.axes) == 3  # two panels and the colour bar
+        bar = fig.axes[2]
+        assert bar.get_ylim() == (0.0, 1.0)  # a share: one 0-1 scale for every panel

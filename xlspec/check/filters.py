@@ -39,7 +39,7 @@ def lower_filter(e: ast.Expr, diags: Diagnostics) -> Any:
     if isinstance(e, ast.Not):
         inner = lower_filter(e.operand, diags)
         return None if inner is None else ["not", inner]
-    if isinstance(e, ast.BinOp) and e.op not in ("+", "-", "&"):
+    if isinstance(e, ast.BinOp) and e.op not in ("+", "-", "&", "*", "/"):
         left, right = lower_filter(e.left, diags), lower_filter(e.right, diags)
         return None if left is None or right is None else [e.op, left, right]
     diags.error("E014", "not a filter: use comparisons (==, !=, <, in) joined by and/or/not", span_of(e))

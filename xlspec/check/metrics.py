@@ -21,10 +21,11 @@ from .. import ast
 from ..answers import ANSWER_KINDS
 from ..diagnostics import Diagnostics
 from ..parsers.base import can_refuse, score_names
-from ..runtime.metrics.registry import METRICS, NEEDS, MetricInfo, Param, metric_label, per_item_metrics
+from ..runtime.metrics.registry import METRICS, NEEDS, MetricInfo, Param, listed_metrics, metric_label, per_item_metrics
 from ..spec import AnswerSpec, DatasetSpec, MetricSpec
 from .context import did_you_mean, items_of, name_of, span_of
 from .declarations import Declarations
+from .derived import DerivedChecker, derived_axes, expression_text, is_derived
 from .languages import check_code
 
 DATASET_PROVIDES: dict[str, Callable[[DatasetSpec], bool]] = {
@@ -71,9 +72,13 @@ def resolve_metrics(
     values: dict[str, list],
     decls: Declarations,
     diags: Diagnostics,
+    attributes: dict[str, dict[str, Any]] | None = None,
+    numeric: dict[str, list] | None = None,
 ) -> list[MetricSpec]:
     """``axes``: the study's axes; ``values``: each axis's values where they are names or
-    codes (what a contrast's sides are checked against)."""
+    codes (what a contrast's sides are checked against); ``attributes``: each model's
+    declared attributes and ``numeric`` the values of the integer axes (what a fit is
+    fitted against)."""
     if s is None:
         return []
     provides = provided_needs(answers, datasets)
@@ -81,8 +86,11 @@ def resolve_metrics(
     scores = list(dict.fromkeys(n for a in answers for n in (*score_names(a.parser, a.parser_args), *ANSWER_KINDS[a.kind].scores(a.args))))
     out: list[MetricSpec] = []
     labels: set[str] = set()
+    def metric(e: ast.Expr) -> MetricSpec | None:
+        return _metric(e, provides, axes, values, kinds, scores, decls, diags)
+
     for item in items_of(s.value):
-        m = _metric(item, provides, axes, values, kinds, scores, decls, diags)
+        m = _derived(item, metric, DerivedChecker(axes, values, decls, diags, lambda x: None, attributes, numeric)) if is_derived(item, decls) else metric(item)
         if m is not None:
             if m.label in labels:
                 diags.error("E004", f"metric `{m.label}` is listed twice", span_of(item))
@@ -92,18 +100,54 @@ def resolve_metrics(
     return out
 
 
+def _derived(e: ast.Expr, metric: Callable[[ast.Expr], MetricSpec | None], checker: DerivedChecker) -> MetricSpec | None:
+    """A derived metric (``xlspec/check/derived.py``): its tree, labelled with the declared
+    name or the expression's text."""
+
+    diags = checker.diags
+
+    def leaf(x: ast.Expr) -> Any:
+        m = metric(x)
+        if m is None:
+            return None
+        if m.by is not None:
+            diags.error("E008", "a metric inside an expression is grouped by the expression; drop its `by`", span_of(x))
+            return None
+        return {"name": m.name, "args": m.args} if m.args else m.name
+
+    checker.leaf = leaf
+    tree = checker.build(e)
+    if tree is None:
+        return None
+    if "number" in tree:
+        diags.error("E014", "a number alone is not a metric: a metric is a name, a call or an expression of metrics (accuracy, consistency(over = language), accuracy - 0.25)", span_of(e))
+        return None
+    try:
+        derived_axes(tree)
+    except ValueError as err:
+        diags.error("E008", str(err), span_of(e))
+        return None
+    if isinstance(e, ast.Ref) and e.is_name:
+        label = e.parts[0].text
+    else:
+        label = expression_text(tree)
+        if "op" in tree:
+            label = label[1:-1]
+    return MetricSpec(name="derived", args={"expr": tree}, label=label)
+
+
 def _metric(e: ast.Expr, provides: set[str], axes: set[str], values: dict[str, list], kinds: list[str], scores: list[str], decls: Declarations, diags: Diagnostics) -> MetricSpec | None:
     if isinstance(e, ast.Ref) and e.is_name:
         name, call = e.parts[0].text, None
     elif isinstance(e, ast.Call):
         name, call = e.func.text, e
     else:
-        diags.error("E014", "a metric is a name or a call: accuracy, consistency(over = language)", span_of(e))
+        diags.error("E014", "a metric is a name, a call or an expression of metrics: accuracy, consistency(over = language), accuracy - 0.25", span_of(e))
         return None
     info = METRICS.get(name)
     name_span = e.span if call is None else call.func.span
-    if info is None:
-        names = METRICS.names()
+    if info is None or not info.listed:
+        names = listed_metrics() + sorted(decls["metric"])
         diags.error("E007", f"unknown metric `{name}`", name_span, hint=did_you_mean(name, names, f"metrics: {', '.join(names)}"))
         return None
     args: dict[str, Any] = {}

@@ -26,8 +26,29 @@ _READERS = {
     bool: lambda v, diags, what: expect_bool(v, diags, what),
     str: lambda v, diags, what: expect_str(v, diags, what),
     int: lambda v, diags, what: expect_int(v, 1, diags, what),
+    dict[str, float | str | bool]: lambda v, diags, what: _attributes(v, diags),
 }
 """How a setting's value is read, by the type of its ModelSpec field."""
+
+
+def _attributes(v: ast.Expr, diags: Diagnostics) -> dict[str, float | str | bool] | None:
+    """``attributes = { params: 8e9, type: "instruct" }``: names to numbers, strings or
+    booleans."""
+    if not isinstance(v, ast.MapExpr):
+        diags.error("E014", "`attributes` is a map: { params: 8e9, train_languages: 4, type: \"instruct\" }", span_of(v))
+        return None
+    out: dict[str, float | str | bool] = {}
+    for e in v.entries:
+        x = e.value
+        if isinstance(x, ast.Num):
+            out[e.key.text] = int(x.value) if x.is_int else x.value
+        elif isinstance(x, (ast.Str, ast.Bool)):
+            out[e.key.text] = x.value
+        elif isinstance(x, ast.Ref) and x.is_name:
+            out[e.key.text] = x.parts[0].text
+        else:
+            diags.error("E014", f"attribute `{e.key.text}` is a number, a string or true/false", span_of(x))
+    return out
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

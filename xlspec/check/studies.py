@@ -223,7 +223,11 @@ def _study(d: ast.Decl, scope: Scope, upstream: dict[str, UpstreamFacts], diags:
     # How many values each axis takes, for a study that pairs this one's responses.
     counts = {**{k: len(v) for k, v in named.items()}, "shots": len(shots), "seed": len(seeds)}
     upstream[d.name.text] = UpstreamFacts(all_langs, [a.kind for a in answers], counts)
-    metrics = resolve_metrics(settings.get("metrics"), answers, data, axes | upstream_axes(data), values, scope.decls, diags)
+    attributes = {n: dict(m.attributes) for n, _ in models if (m := scope.models.get(n)) is not None}
+    metrics = resolve_metrics(
+        settings.get("metrics"), answers, data, axes | upstream_axes(data), values, scope.decls, diags,
+        attributes=attributes, numeric={"shots": list(shots), "seed": list(seeds)},
+    )
     if diags.has_errors():
         return None
     return StudySpec(

@@ -41,6 +41,7 @@ DECLARATIONS: dict[str, Kind] = {
     "model": Kind('a model and its engine: hf("source") or vllm("source"), with settings', value=True, body="optional"),
     "subset": Kind('a named item filter, usable as an axis: field == "x" and not (y in [1, 2])', value=True),
     "group": Kind("a named list of models, framings, datasets, ... usable wherever a list of them is", value=True),
+    "metric": Kind("a derived metric, named: an expression over per-item metrics across cells (mean(accuracy, over = language, where = language != en), at(accuracy, language = en) - ..., spearman(...), fit(...))", title=True, value=True),
     "study": Kind("the cross product to run, its answer kinds and metrics", body="required"),
     "report": Kind('a Jinja report template: a built-in one or a path ("report.html.j2")', value=True),
 }
