@@ -44,6 +44,7 @@ from xlspec.parsers.base import build as build_parser
 from xlspec.parsers.base import can_refuse, score_names
 from xlspec.plan import Cell, Plan, PlanError
 from xlspec.prompt import RENDER_VERSION
+from xlspec.refusals import is_refusal
 
 from .engines.base import ENGINES, EngineConfig, EngineInfo, EngineResult
 from .store import AnswerStore, Journal, RunDir
@@ -246,12 +247,15 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
         by_text = dict(zip(req.options, item.labels))
         probs = {by_text.get(k, k): v for k, v in probs.items()} if probs else probs
         logprobs = {by_text.get(k, k): v for k, v in logprobs.items()} if logprobs else logprobs
-    parsed, refused, scores, invalid, decided = None, None, None, None, None
+    parsed, refused, unparsable, scores, invalid, decided = None, None, None, None, None, None
     if result.error is None:
         if kind.engine == "generate":  # generated text (generate, pairwise), read by a parser
             parser = cr.answer.get("parser")
             parsed = build_parser(parser, cr.answer.get("parser_args"))(result.response or "", item.labels)
-            refused = can_refuse(parser) and parsed is None
+            # no answer found: a refusal when the model declined, else an unparsable answer
+            no_answer = can_refuse(parser) and parsed is None
+            refused = no_answer and is_refusal(result.response, cell.axes.get("language"))
+            unparsable = no_answer and not refused
             names = score_names(parser, cr.answer.get("parser_args"))
             if names:  # a rubric: several scores, each valid or an invalid verdict
                 read = parsed or {}
@@ -268,7 +272,7 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
             scores, invalid, decided = reward.candidate_scores(cr.answer, rewards)
         else:
             parsed = max(probs, key=probs.get) if probs else None
-            refused = False
+            refused = unparsable = False
     upstream_request, upstream = None, None
     entry = plan.datasets[cell.axes["dataset"]]
     if entry.study is not None:  # a judgement: the generation it read, and its mapped axes
@@ -290,6 +294,7 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
         "response": result.response,
         "parsed_answer": parsed,
         "refused": refused,
+        "unparsable": unparsable,
         "candidate_order": cr.order,
         "verdict": decided,
         "scores": list(scores.items()) if scores else None,

@@ -31,6 +31,7 @@ RESULTS_SCHEMA = pa.schema(
         ("response", pa.string()),
         ("parsed_answer", pa.string()),
         ("refused", pa.bool_()),
+        ("unparsable", pa.bool_()),
         ("candidate_order", pa.string()),
         ("verdict", pa.string()),
         ("scores", OPTION_MAP),

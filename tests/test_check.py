@@ -369,3 +369,26 @@ def test_a_framing_error_found_for_two_studies_is_reported_once(check):
     result, text = check(spec)
     (e006,) = [d for d in result.diagnostics if d.code == "E006"]
     assert e006.notes == ["as used by study `main`", "as used by study `second`"], text
+
+
+# ---- a framing's default template ------------------------------------------------------------
+
+
+def test_a_default_template_is_the_same_plan_as_writing_it_out(check, in_dir, tmp_path):
+    from xlspec.api import compile_file
+
+    shared = '"{question}\\n{options}\\nAnswer:"'
+    written = HEAD.replace('framing plain { en = "{question}\\n{options}"  fr = "{question}\\n{options}" }', f"framing plain {{ en = {shared}  fr = {shared} }}")
+    defaulted = HEAD.replace('framing plain { en = "{question}\\n{options}"  fr = "{question}\\n{options}" }', f"framing plain {{ default = {shared} }}")
+    assert written != HEAD and defaulted != HEAD
+    plans = []
+    for text in (written, defaulted):
+        result, diagnostics = check(text + study(answer="options"))
+        assert result.spec is not None, diagnostics
+        with in_dir(tmp_path):
+            plans.append(compile_file("t.xls").plan)
+    ids = [[c.id for c in p.cells] for p in plans]
+    assert ids[0] == ids[1] and ids[0]
+    # without `default`, a missing language is still an error
+    result, text = check(HEAD.replace('  fr = "{question}\\n{options}" }', " }") + study(answer="options"))
+    assert "framing `plain` has no template for fr" in text and 'default = "..."' in text

@@ -68,7 +68,9 @@ def test_a_results_row_holds_the_valid_scores_and_names_the_invalid_ones():
     assert row["invalid_scores"] == ["coherence"] and row["refused"] is False
     assert json.loads(row["parsed_answer"]) == {"fluency": 4.0, "grammaticality": 3.0, "readability": 2.0}
     unreadable = make_row("json_scores", RUBRIC, "No.")
-    assert unreadable["scores"] is None and unreadable["refused"] is True
+    assert unreadable["scores"] is None and unreadable["refused"] is False and unreadable["unparsable"] is True
+    declined = make_row("json_scores", RUBRIC, "I'm sorry, I cannot rate this.")
+    assert declined["refused"] is True and declined["unparsable"] is False
     assert unreadable["invalid_scores"] == RUBRIC["fields"]
     plain = make_row("regex", {"pattern": "([0-4])"}, "Score: 3")
     assert plain["scores"] is None and plain["invalid_scores"] is None and plain["parsed_answer"] == "3"

@@ -122,6 +122,7 @@ them only where they are not at their default."""
 class FramingSpec(_Model):
     templates: dict[str, str] = Field(description="the prompt template per language code: en = \"...\"")
     system: dict[str, str] | None = Field(None, description="a system prompt: one string for every language, or a map from language code to string (chat models)")
+    default: str | None = Field(None, description="the template of every language the framing gives none of its own, when the spec says so: default = \"...\" (a language without a template is otherwise an error)", exclude=True)
 
 
 class ModeSpec(_Model):

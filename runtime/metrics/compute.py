@@ -41,6 +41,39 @@ def with_upstream_axes(results: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def with_item_fields(results: pd.DataFrame, names) -> pd.DataFrame:
+    """The results with a column for each of ``names`` that is not a column but a key of
+    the rows' ``item_fields`` (``category``, ``subject``, ``tier``), so metrics group by an
+    item field as by an axis."""
+    if "item_fields" not in results.columns:
+        return results
+    wanted = [n for n in dict.fromkeys(names) if n not in results.columns]
+    if not wanted:
+        return results
+    entries = [dict(e) if e is not None else {} for e in results["item_fields"]]
+    present = [n for n in wanted if any(n in e for e in entries)]
+    if not present:
+        return results
+    out = results.copy()
+    for name in present:
+        out[name] = [e.get(name) for e in entries]
+    return out
+
+
+def with_model_attributes(results: pd.DataFrame, attributes: dict[str, dict]) -> pd.DataFrame:
+    """The results with a column per declared model attribute (``params``, ``type``), the
+    value of each row's model (None where a model does not declare it); names that are
+    already columns are left as they are."""
+    names = sorted({k for a in attributes.values() for k in a} - set(results.columns))
+    if not names or "model" not in results.columns:
+        return results
+    out = results.copy()
+    models = out["model"].to_numpy(dtype=object)
+    for name in names:
+        out[name] = [(attributes.get(m) or {}).get(name) for m in models]
+    return out
+
+
 def compute_metrics(
     results: pd.DataFrame,
     metrics: list[dict],
@@ -51,14 +84,18 @@ def compute_metrics(
     """One row per metric and group: ``metric, <group axes>, value, ci_low, ci_high, n``.
 
     ``metrics``: dicts ``{"name", "args", "by", "label"}``; ``by`` (when not None) replaces
-    ``group_by`` for that metric.  ``group_by``: result columns to group on.  Axes a metric
+    ``group_by`` for that metric.  ``group_by``: result columns to group on, or keys of the
+    rows' ``item_fields`` (an item field as an axis, :func:`with_item_fields`).  Axes a metric
     folds (``MetricInfo.folds``: ``consistency``'s ``over``, a contrast's axis, ``language``
     for parity, ``model`` and the contrast axis for rank stability) are left empty (None) in
     its rows, except those it fills (``pivot_delta``: ``language``), which are added to the
     columns.  See the modules of ``runtime/metrics/defs/`` for every formula and edge case.
     """
     specs = make_specs(metrics)
-    cols = Columns(with_upstream_axes(results))
+    from .derived import inner_axes
+
+    named = [*group_by, *(a for s in specs if s.by is not None for a in s.by), *(a for s in specs if s.name == "derived" for a in inner_axes(s.args["expr"]))]
+    cols = Columns(with_item_fields(with_upstream_axes(results), named))
     if ITEM not in cols.df.columns:
         raise ValueError("results have no item_id column")
     columns: list[str] = []

@@ -184,7 +184,10 @@ def arg_text(v: Any) -> str:
 
 
 def side_text(v: Any) -> str:
-    """A contrast side as a label spells it (the values of a set joined with ``+``)."""
+    """A contrast side as a label spells it (the values of a set joined with ``+``; a mean
+    of values as ``mean(fr+de)``)."""
+    if isinstance(v, dict) and "mean" in v:
+        return f"mean({side_text(v['mean'])})"
     return "+".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v)
 
 

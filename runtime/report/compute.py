@@ -26,6 +26,9 @@ def compute_rows(results: pd.DataFrame, metrics: list[MetricSpec], group_by: lis
     so one bad metric does not hide the others (its failure becomes a warning)."""
     from ..metrics import compute_metrics
 
+    from ..metrics.compute import with_item_fields
+
+    results = with_item_fields(results, group_by)
     group_by = [g for g in group_by if g in results.columns]
     if not metrics or len(results) == 0:
         return []

@@ -10,6 +10,8 @@ import pandas as pd
 
 from xlspec.plan import Plan
 
+from ..metrics.columns import answered_rows
+from ..metrics.compute import with_model_attributes
 from ..metrics.registry import METRICS
 from . import findings
 from .charts import study_charts
@@ -44,14 +46,15 @@ def render_context(results: pd.DataFrame, plan: Plan, manifest: dict | None = No
     ``warnings`` collects what could not be computed."""
     manifest = manifest or {}
     warnings = [] if warnings is None else warnings
-    frames = _study_frames(results, plan)
+    attributes = {name: dict(m.attributes) for name, m in plan.models.items() if getattr(m, "attributes", None)}
+    frames = {k: with_model_attributes(v, attributes) for k, v in _study_frames(results, plan).items()}
     every_study = pd.concat(list(frames.values()), ignore_index=True) if frames else results
     names = plan.names.get("languages") or {}
 
     all_rows: list[dict] = []
     studies, summary, tables, pivots, samples, refusals = [], [], [], [], [], []
     charts: OrderedDict[str, object] = OrderedDict()
-    samples_total = refusals_total = 0
+    samples_total = refusals_total = unparsable_total = 0
     samples_items: set = set()
     for sname, study in plan.studies.items():
         df = frames[sname]
@@ -94,6 +97,8 @@ def render_context(results: pd.DataFrame, plan: Plan, manifest: dict | None = No
         refs, n_refs = findings.refusals(sname, df, _leak_threshold(metrics), every_study)
         refusals.extend(refs)
         refusals_total += n_refs
+        if "unparsable" in df.columns:
+            unparsable_total += int(answered_rows(df)["unparsable"].fillna(False).astype(bool).sum())
 
     models = []
     for name, m in plan.models.items():
@@ -119,5 +124,6 @@ def render_context(results: pd.DataFrame, plan: Plan, manifest: dict | None = No
         "samples_items": len(samples_items),
         "refusals": refusals,
         "refusals_total": refusals_total,
+        "unparsable_total": unparsable_total,
         "warnings": warnings,
     }

@@ -257,3 +257,59 @@ def test_language_effect_is_found_when_there_is_one():
     df = quiz({"en": (rng.random(80) < 0.8).astype(int).tolist(), "fr": (rng.random(80) < 0.3).astype(int).tolist()})
     out = compute_metrics(df, [{"name": "axis_effect", "args": {"metric": "accuracy"}}], ["model", "language"], n_boot=0)
     assert _p(out, "axis_effect(metric=accuracy)") < 0.001
+
+
+def test_a_contrast_side_that_is_a_set_pairs_each_country_with_its_own_language():
+    # agreement(language = en - native(country)) compiles to b = [ar, fa, tr]; each unit (an
+    # item in one country) has one of them.  EG: q0 1 vs 1 -> 1, q1 2 vs 4 -> 1 - 2/3 on a
+    # 1-4 scale; IR: both 1.  Per country: 2/3 and 1; pooled over countries: 5/6.
+    rows = []
+    for c, lang, answers in (("EG", "en", ["1", "2"]), ("EG", "ar", ["1", "4"]), ("IR", "en", ["3", "3"]), ("IR", "fa", ["3", "3"])):
+        rows.extend(row(item_id=f"q{i}", country=c, language=lang, parsed_answer=a) for i, a in enumerate(answers))
+    req = [{"name": "agreement", "args": {"pair": {"axis": "language", "a": "en", "b": ["ar", "fa", "tr"]}}}]
+    out = compute_metrics(pd.DataFrame(rows), req, ["model", "country", "language"], n_boot=0)
+    assert one(out, country="EG")["value"] == pytest.approx(2 / 3)
+    assert one(out, country="IR")["value"] == pytest.approx(1.0)
+    assert one(compute_metrics(pd.DataFrame(rows), req, ["model"], n_boot=0))["value"] == pytest.approx(5 / 6)
+
+
+def test_item_fields_and_model_attributes_group_like_axes():
+    from xlspec.runtime.metrics.compute import with_model_attributes
+
+    # STEM items: q0 right, q1 wrong (0.5); Other: q2 right (1.0); for both models, and m2
+    # gets every STEM item right.
+    rows = []
+    for m in ("m1", "m2"):
+        for i, (cat, ok) in enumerate((("STEM", 1), ("STEM", 0 if m == "m1" else 1), ("Other", 1))):
+            rows.append(row(model=m, item_id=f"q{i}", gold="A", parsed_answer="A" if ok else "B", item_fields=[("category", cat)]))
+    df = with_model_attributes(pd.DataFrame(rows), {"m1": {"params": 135e6}, "m2": {"params": 8e9}})
+    out = compute_metrics(df, [{"name": "accuracy"}], ["model", "category"], n_boot=0)
+    assert one(out, model="m1", category="STEM")["value"] == pytest.approx(0.5)
+    assert one(out, model="m2", category="STEM")["value"] == pytest.approx(1.0)
+    # a derived metric over an item field: the mean over categories, one vote each
+    node = {"reduce": "mean", "of": ACC, "over": "category", "where": None}
+    out = compute_metrics(df, [derived("macro", node)], ["model"], n_boot=0)
+    assert one(out, "macro", model="m1")["value"] == pytest.approx(0.75)
+    # a model attribute is a column to group by
+    out = compute_metrics(df, [{"name": "accuracy"}], ["params"], n_boot=0)
+    assert one(out, params=8e9)["value"] == pytest.approx(1.0)
+
+
+def test_cohens_kappa_by_hand():
+    # 10 items answered y/n in en and fr.  en: 5 y, 5 n; fr agrees on 8 (4 y, 4 n) and swaps
+    # one of each: p_o = 0.8; each side 0.5 y, 0.5 n: p_e = 0.5; kappa = (0.8 - 0.5) / 0.5.
+    en = list("yyyyynnnnn")
+    fr = list("yyyynnnnny")
+    rows = [row(item_id=f"q{i}", language=lang, parsed_answer=a) for lang, answers in (("en", en), ("fr", fr)) for i, a in enumerate(answers)]
+    pair = {"axis": "language", "a": "en", "b": "fr"}
+    out = compute_metrics(pd.DataFrame(rows), [{"name": "kappa", "args": {"pair": pair}, "label": "k"}, {"name": "percent_agreement", "args": {"pair": pair}, "label": "po"}], ["model", "language"], n_boot=200)
+    assert one(out, "k")["value"] == pytest.approx(0.6)
+    assert one(out, "po")["value"] == pytest.approx(0.8)
+    assert one(out, "k")["ci_low"] < 0.6 < one(out, "k")["ci_high"]
+    # unbalanced sides: en 7 y / 3 n, fr 6 y / 4 n, agreeing on 7 (5 y, 2 n): p_o = .7,
+    # p_e = .7 * .6 + .3 * .4 = .54, kappa = .16 / .46
+    en = list("yyyyyyynnn")
+    fr = list("yyyyynnnny")
+    rows = [row(item_id=f"q{i}", language=lang, parsed_answer=a) for lang, answers in (("en", en), ("fr", fr)) for i, a in enumerate(answers)]
+    out = compute_metrics(pd.DataFrame(rows), [{"name": "kappa", "args": {"pair": pair}, "label": "k"}], ["model", "language"], n_boot=0)
+    assert one(out, "k")["value"] == pytest.approx(0.16 / 0.46)

@@ -20,9 +20,9 @@ OLD_ITEM_METRICS = {"accuracy", "exact_match", "token_f1", "chrf", "agreement", 
 
 
 def test_names_are_the_old_catalog_plus_the_new_metrics():
-    tests = {"permutation_test", "sign_test", "axis_effect", "above_chance"}
-    assert set(METRICS.names()) == OLD_CATALOG | {"mean", "invalid_rate", "position_bias", "chance", "derived"} | tests
-    assert set(per_item_metrics()) == OLD_ITEM_METRICS | {"mean", "invalid_rate", "position_bias", "chance"}
+    tests = {"permutation_test", "sign_test", "axis_effect", "above_chance", "kappa", "percent_agreement"}
+    assert set(METRICS.names()) == OLD_CATALOG | {"mean", "invalid_rate", "position_bias", "chance", "unparsable_rate", "derived"} | tests
+    assert set(per_item_metrics()) == OLD_ITEM_METRICS | {"mean", "invalid_rate", "position_bias", "chance", "unparsable_rate"}
 
 
 @pytest.mark.parametrize("name", sorted(OLD_CATALOG | {"mean", "invalid_rate", "position_bias"}))
@@ -79,7 +79,7 @@ def test_fold_rule():
 
 
 def test_report_fields():
-    assert {n for n, m in METRICS.items() if m.share} == {"accuracy", "exact_match", "agreement", "token_f1", "refusal_rate", "logit_leakage", "language_fidelity", "consistency", "invalid_rate", "position_bias", "chance"}
+    assert {n for n, m in METRICS.items() if m.share} == {"accuracy", "exact_match", "agreement", "token_f1", "refusal_rate", "logit_leakage", "language_fidelity", "consistency", "invalid_rate", "position_bias", "chance", "percent_agreement", "unparsable_rate"}
     ranked = sorted((m.headline_rank, n) for n, m in METRICS.items() if m.headline_rank is not None)
     assert [n for _, n in ranked][:8] == ["accuracy", "exact_match", "agreement", "token_f1", "chrf", "language_fidelity", "kl", "js"]
 

@@ -4,6 +4,7 @@ in a real headless Chromium (offline, no network, no script runs, charts present
 import html.parser
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -258,6 +259,13 @@ class Elements(html.parser.HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self.tags.append((tag, dict(attrs)))
+
+
+def test_html_footer_reads_as_one_sentence(built):
+    run_dir, _, _, _ = built
+    page = read(os.path.join(run_dir, "report.html"))
+    footer = " ".join(re.sub(r"<[^>]+>", "", page[page.index("<footer>") : page.index("</footer>")]).split())
+    assert "xlspec 0.1.0 · run time 1.5 s · confidence intervals" in footer
 
 
 def test_html_escapes_model_outputs(built):

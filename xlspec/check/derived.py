@@ -358,6 +358,18 @@ class DerivedChecker:
         return None
 
 
+def check_metric_names(decls: Declarations, diags: Diagnostics) -> None:
+    """A declared metric may not take the name of a catalog metric or of a function of
+    expressions: ``metric accuracy = ...`` would hide the catalog's ``accuracy``."""
+    from ..runtime.metrics.registry import listed_metrics
+
+    taken = set(listed_metrics()) | set(FUNCTIONS) | {"native", "others"}
+    for name, d in decls["metric"].items():
+        if name in taken:
+            what = "a metric of the catalog" if name in METRICS.names() else "a function of metric expressions" if name in FUNCTIONS else "a word of contrasts"
+            diags.error("E004", f"`{name}` is {what}; a declared metric needs a name of its own", d.name.span, hint=f"for example: metric my_{name} = ...")
+
+
 def derived_axes(tree: dict) -> tuple[str, ...]:
     """The axes a derived metric's rows still name; ``ValueError`` where the tree reduces
     along an axis its operand does not vary along."""

@@ -37,9 +37,16 @@ def resolve_framings(decls: Declarations, diags: Diagnostics) -> dict[str, Frami
     for name, d in decls["framing"].items():
         templates: dict[str, str] = {}
         system: dict[str, str] = {}
+        default = None
         for s in d.body.settings if d.body else ():
             if s.key.text == "system":
                 system.update(per_language_text(s.value, "system", decls, diags))
+                continue
+            if s.key.text == "default":
+                if isinstance(s.value, ast.Str):
+                    default = s.value.value
+                else:
+                    diags.error("E014", "a framing's default template is a string", span_of(s.value))
                 continue
             if not check_code(s.key, decls, diags):
                 continue
@@ -49,7 +56,7 @@ def resolve_framings(decls: Declarations, diags: Diagnostics) -> dict[str, Frami
             if s.key.text in templates:
                 diags.error("E004", f"framing `{name}` has two `{s.key.text}` templates", s.key.span)
             templates[s.key.text] = s.value.value
-        out[name] = FramingSpec(templates=templates, system=system or None)
+        out[name] = FramingSpec(templates=templates, system=system or None, default=default)
     return out
 
 
@@ -130,6 +137,15 @@ def check_templates(
         if f is None:
             continue
         missing = [lang for lang in used if lang not in f.templates]
+        if missing and f.default is not None:
+            # `default = "..."`: said explicitly, the shared template serves these languages
+            # (the plan records it under each of them, as if written out)
+            setting = fdecl.body.get("default")
+            if provided is not None:
+                check_placeholders(f.default, setting.value, provided, f"framing `{name}`", diags, where_study)
+            for lang in missing:
+                f.templates[lang] = f.default
+            missing = []
         if missing:
             diags.error(
                 "E005",
@@ -137,12 +153,12 @@ def check_templates(
                 fdecl.name.span,
                 context=language_setting.span,
                 notes=[f"study `{study.name.text}` uses {', '.join(used)} (language set at {where(language_setting.span)})"],
-                hint=f"add: {missing[0]} = \"...\"",
+                hint=f"add: {missing[0]} = \"...\", or a template for every language without one: default = \"...\"",
             )
         for lang, text in sorted(f.templates.items()):
-            if lang not in used:
+            setting = next((s for s in fdecl.body.settings if s.key.text == lang), None)
+            if lang not in used or setting is None:  # None: filled from the default
                 continue
-            setting = next(s for s in fdecl.body.settings if s.key.text == lang)
             if provided is not None:
                 check_placeholders(text, setting.value, provided, f"framing `{name}`", diags, where_study)
     for name in modes:

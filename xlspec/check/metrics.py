@@ -74,11 +74,13 @@ def resolve_metrics(
     diags: Diagnostics,
     attributes: dict[str, dict[str, Any]] | None = None,
     numeric: dict[str, list] | None = None,
+    natives: list[str] | None = None,
 ) -> list[MetricSpec]:
     """``axes``: the study's axes; ``values``: each axis's values where they are names or
     codes (what a contrast's sides are checked against); ``attributes``: each model's
     declared attributes and ``numeric`` the values of the integer axes (what a fit is
-    fitted against)."""
+    fitted against); ``natives``: the native languages of the study's countries (what a
+    contrast side ``native(country)`` stands for)."""
     if s is None:
         return []
     provides = provided_needs(answers, datasets)
@@ -86,6 +88,9 @@ def resolve_metrics(
     scores = list(dict.fromkeys(n for a in answers for n in (*score_names(a.parser, a.parser_args), *ANSWER_KINDS[a.kind].scores(a.args))))
     out: list[MetricSpec] = []
     labels: set[str] = set()
+    if natives is not None:
+        values = {**values, NATIVE: natives}
+
     def metric(e: ast.Expr) -> MetricSpec | None:
         return _metric(e, provides, axes, values, kinds, scores, decls, diags)
 
@@ -220,7 +225,28 @@ def _metric(e: ast.Expr, provides: set[str], axes: set[str], values: dict[str, l
     if not ok:
         return None
     label = name if call is None else metric_label(name, args, by)
+    pair = args.get("pair")
+    if name == "delta" and isinstance(pair, dict) and any(isinstance(pair[k], dict) for k in ("a", "b")):
+        return _delta_of_means(args, by, label)
     return MetricSpec(name=name, args=args, by=by, label=label)
+
+
+def _delta_of_means(args: dict[str, Any], by: list[str] | None, label: str) -> MetricSpec:
+    """``delta(m, language = en - mean(others))``: the derived metric ``m`` at ``en`` minus
+    the mean of ``m`` over the other values (one vote per value), one bootstrap for both."""
+    pair, inner = args["pair"], args["metric"]
+    axis = pair["axis"]
+
+    def side(v: Any) -> dict:
+        leaf = {"metric": inner}
+        if isinstance(v, dict):
+            return {"reduce": "mean", "of": leaf, "over": axis, "where": {"in": axis, "values": list(v["mean"])}}
+        if isinstance(v, list):
+            return {"reduce": "mean", "of": leaf, "over": axis, "where": {"in": axis, "values": v}}
+        return {"select": {axis: v}, "of": leaf}
+
+    tree = {"op": "-", "left": side(pair["a"]), "right": side(pair["b"])}
+    return MetricSpec(name="derived", args={"expr": tree}, by=by, label=label)
 
 
 def _needs(info: MetricInfo, args: dict[str, Any]) -> set[str]:
@@ -237,6 +263,56 @@ def _needs(info: MetricInfo, args: dict[str, Any]) -> set[str]:
     return needs
 
 
+NATIVE = "native(country)"
+"""The key under which ``values`` holds the native languages of the study's countries."""
+
+
+def _contrast_side(metric: str, axis: str, side: Any, values: dict[str, list], diags: Diagnostics) -> Any:
+    """One side of ``axis = a - b``: a value (``en``), a list of values (``[fr, de]``, the
+    items' answers under any of them), ``native(country)`` (each country's own language),
+    or the mean of the values' metric values (``mean([fr, de])``, ``mean(others)``: every
+    value not on the other side), which only ``delta`` compares.  None after an error."""
+    known = [str(x) for x in values.get(axis, [])]
+
+    def one(x: Any) -> str | None:
+        text = x.parts[0].text if isinstance(x, ast.Ref) and x.is_name else str(x.value) if isinstance(x, (ast.Str, ast.Num)) else None
+        if text is None:
+            diags.error("E008", f"each side of `{axis} = a - b` is a value of `{axis}`, a list of them, native(country) or mean(...)", span_of(x), hint=f"values: {', '.join(known)}")
+            return None
+        if known and text not in known:
+            diags.error("E008", f"`{text}` is not a value of axis `{axis}` in this study", span_of(x), hint=did_you_mean(text, known, f"values: {', '.join(known)}"))
+            return None
+        return text
+
+    def many(x: Any) -> list[str] | None:
+        if isinstance(x, ast.ListExpr):
+            got = [one(i) for i in x.items]
+            return None if any(g is None for g in got) else list(dict.fromkeys(g for g in got if g is not None))
+        if isinstance(x, ast.Call) and x.func.text == "native":
+            if axis != "language" or NATIVE not in values:
+                diags.error("E008", "native(country) is a side of a language contrast in a study with a country axis", span_of(x))
+                return None
+            return list(values[NATIVE])
+        got = one(x)
+        return None if got is None else got
+
+    if isinstance(side, ast.Call) and side.func.text == "mean":
+        if metric != "delta":
+            diags.error("E008", f"`{metric}` pairs answers item by item; only `delta` compares a value with the mean of several", span_of(side), hint=f"write the values as a list, [{', '.join(known[:2])}], to pool their answers")
+            return None
+        if len(side.args) != 1 or isinstance(side.args[0], ast.KwArg):
+            diags.error("E008", "mean(...) takes the values to average: mean([fr, de]), mean(others)", span_of(side))
+            return None
+        inner = side.args[0]
+        if isinstance(inner, ast.Ref) and inner.is_name and inner.parts[0].text == "others" and "others" not in known:
+            return {"mean": known, "others": True}
+        got = many(inner)
+        if got is None:
+            return None
+        return {"mean": got if isinstance(got, list) else [got]}
+    return many(side)
+
+
 def _argument(metric: str, p: Param, val: Any, axes: set[str], values: dict[str, list], scores: list[str], decls: Declarations, diags: Diagnostics, nested: Callable[[ast.Expr], MetricSpec | None] | None = None) -> Any:
     """One argument, typed by the parameter's kind; None after an error (reported)."""
     if p.kind == "contrast":
@@ -247,19 +323,24 @@ def _argument(metric: str, p: Param, val: Any, axes: set[str], values: dict[str,
         axis = kw.name.text
         sides = []
         for side in (kw.value.left, kw.value.right):
-            text = side.parts[0].text if isinstance(side, ast.Ref) and side.is_name else str(side.value) if isinstance(side, (ast.Str, ast.Num)) else None
-            known = [str(x) for x in values.get(axis, [])]
-            if text is None:
-                diags.error("E008", f"each side of `{axis} = a - b` is one value of `{axis}`", span_of(side), hint=f"values: {', '.join(known)}; write one contrast per pair")
+            got = _contrast_side(metric, axis, side, values, diags)
+            if got is None:
                 return None
-            if known and text not in known:
-                diags.error("E008", f"`{text}` is not a value of axis `{axis}` in this study", span_of(side), hint=did_you_mean(text, known, f"values: {', '.join(known)}"))
+            sides.append(got)
+        a, b = sides
+        flat_a = set(a if isinstance(a, list) else a["mean"] if isinstance(a, dict) else [a])
+        flat_b = set(b if isinstance(b, list) else b["mean"] if isinstance(b, dict) else [b])
+        if isinstance(b, dict) and b.get("others"):
+            b = {"mean": [v for v in b["mean"] if v not in flat_a]}
+            flat_b = set(b["mean"])
+            if not flat_b:
+                diags.error("E008", f"`others` leaves no value of `{axis}` besides {', '.join(sorted(flat_a))}", span_of(kw.value.right))
                 return None
-            sides.append(text)
-        if sides[0] == sides[1]:
-            diags.error("E008", f"`{metric}` compares `{sides[0]}` with itself", span_of(kw.value), hint=f"the two sides of `{axis} = a - b` are two different values")
+        if flat_a & flat_b:
+            same = ", ".join(sorted(flat_a & flat_b))
+            diags.error("E008", f"`{metric}` compares `{same}` with itself", span_of(kw.value), hint=f"the two sides of `{axis} = a - b` share no value")
             return None
-        return {"axis": axis, "a": sides[0], "b": sides[1]}
+        return {"axis": axis, "a": a, "b": b}
     if p.kind == "axis":
         if isinstance(val, ast.Ref) and val.is_name and val.parts[0].text in axes:
             return val.parts[0].text

@@ -17,7 +17,7 @@ from .. import ast
 from ..answers import ANSWER_KINDS
 from ..axes import CELL_AXES, CELL_AXIS_NAMES
 from ..data import Record
-from ..items import UPSTREAM_REQUEST, upstream_source
+from ..items import SPECIAL_FIELDS, UPSTREAM_REQUEST, upstream_source
 from ..diagnostics import Diagnostics, Span
 from ..spec import AnswerSpec, DatasetSpec, FramingSpec, ModelSpec, ModeSpec, StudySpec
 from .answers import resolve_answers
@@ -212,7 +212,12 @@ def _study(d: ast.Decl, scope: Scope, upstream: dict[str, UpstreamFacts], diags:
         a.name for a in CELL_AXES
         if a.required or (counts.get(a.name, 0) > 1 if a.integer else (a.setting or a.name) in settings)
     }
-    group_by = _group_by(settings.get("group_by"), axes, diags)
+    # Item fields (category, subject, tier) and declared model attributes group metrics like
+    # axes: a study's group_by, a metric's by, a derived metric's over.
+    attributes = {n: dict(m.attributes) for n, _ in models if (m := scope.models.get(n)) is not None}
+    extra_axes = ({f for ds in data if ds is not None for f in ds.fields if f not in SPECIAL_FIELDS and f != "options"}
+                  | {k for a in attributes.values() for k in a}) - axes
+    group_by = _group_by(settings.get("group_by"), axes, diags, extra_axes)
     # The values a metric's contrast (axis = a - b) may name, for every axis whose values are
     # names or codes (those of integer axes are not checked).
     named = {
@@ -223,10 +228,10 @@ def _study(d: ast.Decl, scope: Scope, upstream: dict[str, UpstreamFacts], diags:
     # How many values each axis takes, for a study that pairs this one's responses.
     counts = {**{k: len(v) for k, v in named.items()}, "shots": len(shots), "seed": len(seeds)}
     upstream[d.name.text] = UpstreamFacts(all_langs, [a.kind for a in answers], counts)
-    attributes = {n: dict(m.attributes) for n, _ in models if (m := scope.models.get(n)) is not None}
     metrics = resolve_metrics(
-        settings.get("metrics"), answers, data, axes | upstream_axes(data), values, scope.decls, diags,
+        settings.get("metrics"), answers, data, axes | upstream_axes(data) | extra_axes, values, scope.decls, diags,
         attributes=attributes, numeric={"shots": list(shots), "seed": list(seeds)},
+        natives=sorted(set((countries or {}).values())) if countries else None,
     )
     if diags.has_errors():
         return None
@@ -296,13 +301,16 @@ def _check_engines(models: list[tuple[str, Span | None]], answers: list[AnswerSp
                 diags.error("E009", f"model `{name}` cannot serve answer kind `{kind}`: {reason[0]}", span, hint=reason[1])
 
 
-def _group_by(s: ast.Setting | None, axes: set[str], diags: Diagnostics) -> list[str]:
+def _group_by(s: ast.Setting | None, axes: set[str], diags: Diagnostics, extra: set[str] = frozenset()) -> list[str]:
+    """``group_by``: axes of the study, item fields and model attributes (``extra``)."""
     if s is None:
         return [a for a in CELL_AXIS_NAMES if a in axes]
     out = []
     for n, span in axis_names(s.value, diags):
-        if n not in axes:
-            diags.error("E014", f"`{n}` is not an axis of this study", span, hint=did_you_mean(n, axes, f"axes: {', '.join(a for a in CELL_AXIS_NAMES if a in axes)}"))
+        if n not in axes and n not in extra:
+            own = [a for a in CELL_AXIS_NAMES if a in axes]
+            listed = f"axes: {', '.join(own)}" + (f"; item fields and model attributes: {', '.join(sorted(extra))}" if extra else "")
+            diags.error("E014", f"`{n}` is not an axis, item field or model attribute of this study", span, hint=did_you_mean(n, own + sorted(extra), listed))
         else:
             out.append(n)
     return out

@@ -29,6 +29,8 @@ SOURCES = ("human", "option_probs")
 def divergences(maps, p_name: str, q_name: str, eps: float):
     """KL(P || Q') and JS(P, Q) per row of ``maps`` (:class:`~..columns.Maps`), NaN where
     either map is missing."""
+    from scipy.special import rel_entr
+
     pr, pc, pv = maps.normalised(p_name)
     qr, qc, qv = maps.normalised(q_name)
     both = maps.has(p_name) & maps.has(q_name)
@@ -45,9 +47,10 @@ def divergences(maps, p_name: str, q_name: str, eps: float):
     k_row = np.bincount(row, minlength=maps.N)
     Qs = (Q + eps) / (1.0 + k_row[row] * eps)
     M = (P + Q) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl_t = np.where(P > 0, P * np.log(P / Qs), 0.0)
-        js_t = 0.5 * np.where(P > 0, P * np.log(P / M), 0.0) + 0.5 * np.where(Q > 0, Q * np.log(Q / M), 0.0)
+    # scipy's elementwise relative entropy x ln(x / y), 0 where x = 0 (Qs and M are > 0
+    # wherever their P or Q term is)
+    kl_t = rel_entr(P, Qs)
+    js_t = 0.5 * rel_entr(P, M) + 0.5 * rel_entr(Q, M)
     kl = np.bincount(row, weights=kl_t, minlength=maps.N)
     js = np.bincount(row, weights=js_t, minlength=maps.N)
     return np.where(both, kl, np.nan), np.where(both, js, np.nan)

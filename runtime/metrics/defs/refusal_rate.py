@@ -1,6 +1,8 @@
 """refusal_rate: share of generated answers (answer kinds that can refuse) with ``refused``
-true; a missing ``refused`` is read as "no parsed answer"
-(:func:`~xlspec.runtime.metrics.columns.refused`)."""
+true: the parser found no answer and the response declines (a refusal phrase of its
+language or of English, :mod:`xlspec.refusals`); an answer the parser cannot read that is
+not a refusal is ``unparsable_rate``'s.  A missing ``refused`` (results of another tool) is
+read as "no parsed answer" (:func:`~xlspec.runtime.metrics.columns.refused`)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ def _scores(cols, args):
 
 REFUSAL_RATE = MetricInfo(
     name="refusal_rate",
-    summary="share of answers the parser could not read (no valid option, no match, no field)",
+    summary="share of answers that decline to answer (no answer found, and a refusal phrase)",
     needs=frozenset({"parsed"}),
     per_item=True,
     share=True,

@@ -1,0 +1,69 @@
+"""The checker's side of derived metrics and of contrast sides that are sets or means: what
+a spec compiles to (the plan's expression tree and label), and the mistakes it reports."""
+
+from __future__ import annotations
+
+from test_check import HEAD, check, study  # noqa: F401 (the fixture)
+
+TREE_GAP = {
+    "op": "-",
+    "left": {"select": {"language": "en"}, "of": {"metric": "accuracy"}},
+    "right": {"reduce": "mean", "of": {"metric": "accuracy"}, "over": "language", "where": {"cmp": "!=", "axis": "language", "value": "en"}},
+}
+
+
+def metrics_of(result):
+    assert result.spec is not None, result.diagnostics
+    return {m.label: m for m in result.spec.studies["main"].metrics}
+
+
+def test_declared_metrics_compile_to_trees_labelled_with_their_names(check):
+    result, text = check(
+        HEAD
+        + "metric rest = mean(accuracy, over = language, where = language != en)\n"
+        + "metric gap \"English minus the others\" = at(accuracy, language = en) - rest\n"
+        + study(answer="options", metrics="[accuracy, gap, 100 * accuracy / 2]")
+    )
+    got = metrics_of(result)
+    assert got["gap"].name == "derived" and got["gap"].args == {"expr": TREE_GAP}
+    # an inline expression is labelled with its text, whatever its layout
+    inline = got["(100 * accuracy) / 2"]
+    assert inline.args["expr"] == {"op": "/", "left": {"op": "*", "left": {"number": 100}, "right": {"metric": "accuracy"}}, "right": {"number": 2}}
+
+
+def test_delta_against_the_mean_of_the_others_is_a_derived_metric(check):
+    result, _ = check(HEAD + study(answer="options", metrics="[delta(accuracy, language = en - mean(others))]"))
+    (m,) = metrics_of(result).values()
+    assert m.label == "delta(metric=accuracy, language=en-mean(fr))"
+    assert m.name == "derived"
+    assert m.args["expr"]["left"] == {"select": {"language": "en"}, "of": {"metric": "accuracy"}}
+    assert m.args["expr"]["right"]["where"] == {"in": "language", "values": ["fr"]}
+
+
+def test_a_contrast_side_may_be_a_list_of_values(check):
+    result, _ = check(HEAD + study(answer="options", metrics="[delta(accuracy, language = [en] - [fr])]"))
+    (m,) = metrics_of(result).values()
+    assert m.args["pair"] == {"axis": "language", "a": ["en"], "b": ["fr"]}
+
+
+def test_mistakes_in_a_derived_metric_are_located(check):
+    result, text = check(
+        HEAD
+        + "metric loop = loop + 1\n"
+        + study(answer="options", metrics="[loop, agreement(language = en - mean(others)), delta(accuracy, language = en - native(country)), mean(accuracy, over = language, where = language == xx)]")
+    )
+    assert result.spec is None
+    assert "metric `loop` is defined in terms of itself: loop -> loop" in text
+    assert "only `delta` compares a value with the mean of several" in text
+    assert "native(country) is a side of a language contrast in a study with a country axis" in text
+    assert "`xx` is not a value of axis `language` in this study" in text
+
+
+def test_group_by_an_item_field_or_a_model_attribute(check):
+    head = HEAD.replace("gold = answer }", "gold = answer  topic = id }").replace('model smol = hf("builtin:smollm2-135m-instruct")', 'model smol = hf("builtin:smollm2-135m-instruct") { attributes = { params: 135e6 } }')
+    body = study(answer="options", metrics="[accuracy, mean(accuracy, over = topic)]").replace("  framing = plain", "  framing = plain\n  group_by = [model, language, topic, params]")
+    result, text = check(head + body)
+    assert result.spec is not None, text
+    assert result.spec.studies["main"].group_by == ["model", "language", "topic", "params"]
+    result, text = check(head + body.replace("topic, params]", "topc]"))
+    assert "`topc` is not an axis, item field or model attribute of this study" in text and "did you mean `topic`?" in text
