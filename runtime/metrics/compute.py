@@ -25,39 +25,35 @@ __all__ = ["compute_metrics", "OUT_COLUMNS"]
 OUT_COLUMNS = ("value", "ci_low", "ci_high", "n")
 
 
+def _map_keys_as_columns(results: pd.DataFrame, column: str, names=None) -> pd.DataFrame:
+    """The results with a column per key of the map column ``column`` (those of ``names``
+    only, where given) that is not a column already, holding each row's value (None where
+    its map lacks the key)."""
+    if column not in results.columns:
+        return results
+    entries = [dict(e) if e is not None else {} for e in results[column]]
+    keys = {k for e in entries for k in e} - set(results.columns)
+    chosen = sorted(keys) if names is None else [n for n in dict.fromkeys(names) if n in keys]
+    if not chosen:
+        return results
+    out = results.copy()
+    for name in chosen:
+        out[name] = [e.get(name) for e in entries]
+    return out
+
+
 def with_upstream_axes(results: pd.DataFrame) -> pd.DataFrame:
     """The results with a column per upstream axis a judge stage's rows name (the
     ``upstream`` map: ``generator`` -> the model that wrote the judged response), so metrics
     can group and rank by them.  A name that is already a column is left as it is."""
-    if "upstream" not in results.columns:
-        return results
-    entries = [dict(e) if e is not None else {} for e in results["upstream"]]
-    names = sorted({k for e in entries for k in e} - set(results.columns))
-    if not names:
-        return results
-    out = results.copy()
-    for name in names:
-        out[name] = [e.get(name) for e in entries]
-    return out
+    return _map_keys_as_columns(results, "upstream")
 
 
 def with_item_fields(results: pd.DataFrame, names) -> pd.DataFrame:
     """The results with a column for each of ``names`` that is not a column but a key of
     the rows' ``item_fields`` (``category``, ``subject``, ``tier``), so metrics group by an
     item field as by an axis."""
-    if "item_fields" not in results.columns:
-        return results
-    wanted = [n for n in dict.fromkeys(names) if n not in results.columns]
-    if not wanted:
-        return results
-    entries = [dict(e) if e is not None else {} for e in results["item_fields"]]
-    present = [n for n in wanted if any(n in e for e in entries)]
-    if not present:
-        return results
-    out = results.copy()
-    for name in present:
-        out[name] = [e.get(name) for e in entries]
-    return out
+    return _map_keys_as_columns(results, "item_fields", names)
 
 
 def with_model_attributes(results: pd.DataFrame, attributes: dict[str, dict]) -> pd.DataFrame:
