@@ -67,3 +67,19 @@ def test_group_by_an_item_field_or_a_model_attribute(check):
     assert result.spec.studies["main"].group_by == ["model", "language", "topic", "params"]
     result, text = check(head + body.replace("topic, params]", "topc]"))
     assert "`topc` is not an axis, item field or model attribute of this study" in text and "did you mean `topic`?" in text
+
+
+COUNTRIES = """\
+countries pair = { FR: fr, GB: en }
+"""
+
+
+def test_native_country_needs_each_country_in_its_own_language(check):
+    base = HEAD.replace("gold = answer }", "gold = answer  country = id }") + COUNTRIES
+    ok = study(language="native(country)", answer="options", metrics="[agreement(language = en - native(country))]")
+    # a study of FR in fr and GB in en: native(country) is {fr, en}, which overlaps `en`
+    result, text = check(base + ok.replace("  framing = plain", "  country = pair\n  framing = plain"))
+    assert "compares `en` with itself" in text
+    both = study(language="[en, fr]", answer="options", metrics="[agreement(language = fr - native(country))]")
+    result, text = check(base + both.replace("  framing = plain", "  country = pair\n  framing = plain"))
+    assert "country FR is asked in en, fr: native(country) as a contrast side needs each country asked in its own language (fr) and in no other country's" in text

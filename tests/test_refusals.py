@@ -36,3 +36,9 @@ def test_refusals_are_found(text, language):
 )
 def test_other_unreadable_answers_are_not_refusals(text, language):
     assert not is_refusal(text, language)
+
+
+def test_a_phrase_matches_whole_words_only():
+    assert not is_refusal("Als Kind lernte ich, dass die Antwort C ist.", "de")
+    assert is_refusal("Als KI kann ich das nicht sagen.", "de")
+    assert is_refusal("抱歉，我无法回答。", "zh")  # no spaces between words: no boundary needed

@@ -76,7 +76,7 @@ CODES = {
     "E018": "subset or partition selects no item",
     "E019": "file outside the spec's folder",
     "E020": "study reads its own responses",
-    "W001": "unused group",
+    "W001": "unused group or metric",
 }
 
 

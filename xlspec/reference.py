@@ -112,6 +112,8 @@ def _type_word(annotation: Any) -> str:
     origin = typing.get_origin(annotation) or annotation
     if origin is typing.Literal:
         return "one of " + ", ".join(f"`{a}`" for a in typing.get_args(annotation))
+    if origin is dict and typing.get_args(annotation)[1:] != (str,):
+        return "a map from names to numbers, strings or `true`/`false`"
     return {
         str: "string",
         bool: "`true` or `false`",

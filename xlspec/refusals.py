@@ -9,13 +9,14 @@ words the parser does not read).  The first is a refusal, the second an unparsab
 :func:`is_refusal` looks for a refusal phrase of the response's prompt language or of
 English (models often decline in English whatever the language) in the response's first
 300 characters, after NFKC normalisation and case folding, with typographic apostrophes read
-as ``'``.  The phrases are the common opening words of a refusal or an apology, not an
+as ``'``; in scripts that separate words with spaces a phrase matches whole words only.  The phrases are the common opening words of a refusal or an apology, not an
 exhaustive list: a response neither a parser nor this list reads stays in the results
 (``response``) to classify another way.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 REFUSAL_PHRASES: dict[str, tuple[str, ...]] = {
@@ -26,7 +27,7 @@ REFUSAL_PHRASES: dict[str, tuple[str, ...]] = {
         "i prefer not", "i'd prefer not", "i would prefer not", "i'd rather not", "i would rather not", "i must decline", "i refuse", "unable to answer", "cannot answer",
         "can't answer", "cannot provide", "can't provide", "not able to provide",
     ),
-    "fr": ("je ne peux pas", "je suis désolé", "je suis désolée", "désolé, ", "en tant qu'ia", "en tant qu'intelligence artificielle", "je ne suis pas en mesure", "je refuse", "je préfère ne pas", "je n'ai pas d'opinion"),
+    "fr": ("je ne peux pas", "je suis désolé", "je suis désolée", "désolé", "en tant qu'ia", "en tant qu'intelligence artificielle", "je ne suis pas en mesure", "je refuse", "je préfère ne pas", "je n'ai pas d'opinion"),
     "es": ("no puedo", "lo siento", "como ia", "como una ia", "como inteligencia artificial", "no estoy en condiciones", "me niego", "prefiero no", "no tengo opiniones"),
     "de": ("ich kann nicht", "ich kann keine", "ich kann dir nicht", "ich kann ihnen nicht", "es tut mir leid", "leider kann ich", "als ki", "ich bin nicht in der lage", "ich möchte nicht", "ich habe keine persönliche"),
     "it": ("non posso", "mi dispiace", "come ia", "in quanto ia", "non sono in grado"),
@@ -52,6 +53,21 @@ def _fold(text: str) -> str:
     return text.replace("\u2019", "'").replace("\u2018", "'").replace("\u02bc", "'")
 
 
+def _spaced(ch: str) -> bool:
+    """A letter of a script that separates words with spaces (so a phrase must start or end
+    at a word boundary: "als ki" is not the start of "als Kind")."""
+    return ch.isalnum() and ord(ch) < 0x2E80
+
+
+def _pattern(phrase: str) -> "re.Pattern[str]":
+    start = r"(?<!\w)" if _spaced(phrase[0]) else ""
+    end = r"(?!\w)" if _spaced(phrase[-1]) else ""
+    return re.compile(start + re.escape(phrase) + end)
+
+
+_PATTERNS = {lang: [_pattern(p) for p in phrases] for lang, phrases in REFUSAL_PHRASES.items()}
+
+
 def is_refusal(response: str | None, language: str | None = None) -> bool:
     """Whether ``response`` declines to answer (a refusal phrase of ``language``, its
     base language for a tag such as ``pt-BR``, or English)."""
@@ -60,6 +76,6 @@ def is_refusal(response: str | None, language: str | None = None) -> bool:
     head = _fold(response[: WINDOW * 2])[:WINDOW]
     base = (language or "").split("-")[0].casefold()
     for lang in dict.fromkeys((base, "en")):
-        if any(p in head for p in REFUSAL_PHRASES.get(lang, ())):
+        if any(p.search(head) for p in _PATTERNS.get(lang, ())):
             return True
     return False

@@ -181,6 +181,50 @@ def named_axes(node: dict) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def expression_text(node: dict) -> str:
+    """One spelling of a tree, whatever the source's layout: the label of an inline
+    expression, and the ``expr`` of a derived metric's ``params`` in metrics.parquet."""
+    text = _text(node)
+    return text[1:-1] if "op" in node else text
+
+
+def _text(node: dict) -> str:
+    """A node's text; an operation in parentheses."""
+    from .registry import arg_text
+
+    if "metric" in node:
+        return arg_text(node["metric"]) if isinstance(node["metric"], dict) else str(node["metric"])
+    if "number" in node:
+        return arg_text(node["number"])
+    if "op" in node:
+        return f"({_text(node['left'])} {node['op']} {_text(node['right'])})"
+    if "reduce" in node:
+        where = f", where={_filter_text(node['where'])}" if node.get("where") else ""
+        return f"{node['reduce']}({_text(node['of'])}, over={node['over']}{where})"
+    if "select" in node:
+        return f"at({_text(node['of'])}, {', '.join(f'{k}={v}' for k, v in node['select'].items())})"
+    if "corr" in node:
+        return f"{node['corr']}({_text(node['x'])}, {_text(node['y'])}, across={node['across']})"
+    if "choose" in node:
+        s = node["split"]
+        return f"choose({_text(node['of'])}, over={node['over']}, {s['axis']}={s['a']}-{s['b']}, pick={node['choose']})"
+    if "fit" in node:
+        hold = f", holdout={node['holdout']}" if node.get("holdout") is not None else ""
+        return f"fit({_text(node['of'])}, across={node['across']}, form={node['fit']}{hold})"
+    raise ValueError(f"not a derived-metric node: {node!r}")  # pragma: no cover
+
+
+def _filter_text(w: dict) -> str:
+    if "cmp" in w:
+        return f"{w['axis']}{w['cmp']}{w['value']}"
+    if "in" in w:
+        return f"{w['in']} in [{', '.join(w['values'])}]"
+    if "not" in w:
+        return f"not {_filter_text(w['not'])}"
+    op = "and" if "and" in w else "or"
+    return "(" + f" {op} ".join(_filter_text(p) for p in w[op]) + ")"
+
+
 # ---- values of a node within one group -------------------------------------------------------
 
 

@@ -154,12 +154,15 @@ def metric_columns(plan: Plan) -> dict[tuple[str, str], dict]:
     it is computed from, the contrast (axis, a, b), ``by``, and every other argument in
     ``params``, spelled as the label spells them, so a query filters on them rather than
     parsing labels."""
+    from ..metrics.derived import expression_text
     from ..metrics.registry import arg_text, side_text
 
     out: dict[tuple[str, str], dict] = {}
     for study, entry in plan.data.get("studies", {}).items():
         for m in entry.get("metrics", []):
             args = dict(m.get("args") or {})
+            if m["name"] == "derived" and isinstance(args.get("expr"), dict):
+                args["expr"] = expression_text(args["expr"])  # the expression, as one line
             inner = args.pop("metric", None)
             pair = next((args.pop(k) for k, v in list(args.items()) if isinstance(v, dict) and {"axis", "a", "b"} <= set(v)), None)
             out[(study, m["label"])] = {

@@ -89,7 +89,7 @@ def _chance_words(pooled: dict, model) -> str:
     if level is None or level.get("value") is None or test is None or test.get("value") is None:
         return ""
     verdict = "above chance" if test["value"] < 0.05 else "not distinguishable from chance"
-    return f"; a random guess scores {level['value']:.3f}: {verdict} ({p_text(test['value'])}, one-sided binomial test against random guessing)"
+    return f"; a random guess scores {level['value']:.3f}: {verdict} ({p_text(test['value'])}, one-sided test of no better than chance over {test['n']} items)"
 
 
 def _effect_words(pooled: dict, model) -> str:

@@ -313,3 +313,25 @@ def test_cohens_kappa_by_hand():
     rows = [row(item_id=f"q{i}", language=lang, parsed_answer=a) for lang, answers in (("en", en), ("fr", fr)) for i, a in enumerate(answers)]
     out = compute_metrics(pd.DataFrame(rows), [{"name": "kappa", "args": {"pair": pair}, "label": "k"}], ["model", "language"], n_boot=0)
     assert one(out, "k")["value"] == pytest.approx(0.16 / 0.46)
+
+
+def test_a_derived_metric_may_read_a_metric_that_folds_a_grouping_axis():
+    # consistency(over = language) folds language: 100 * it is grouped without language even
+    # where the study groups by language.  q0 same answer in en and fr, q1 not: 50.
+    rows = [row(item_id=f"q{i}", language=lang, parsed_answer=a) for lang, answers in (("en", ["A", "B"]), ("fr", ["A", "C"])) for i, a in enumerate(answers)]
+    node = {"op": "*", "left": {"number": 100}, "right": {"metric": {"name": "consistency", "args": {"over": "language"}}}}
+    out = compute_metrics(pd.DataFrame(rows), [derived("pct", node)], ["model", "language"], n_boot=0)
+    r = one(out, "pct")
+    assert r["value"] == pytest.approx(50.0) and r["language"] is None
+
+
+def test_above_chance_tests_items_not_answers_where_items_answer_more_than_once():
+    # each item answered in en and fr (pooled): per item share right minus 1/4 is tested
+    # over the 6 items, not as 12 independent answers
+    en = [1, 1, 1, 0, 1, 0]
+    fr = [1, 0, 1, 0, 0, 0]
+    df = quiz({"en": en, "fr": fr}, n_options=4)
+    out = compute_metrics(df, [{"name": "above_chance"}], ["model"], n_boot=0)
+    d = [(a + b) / 2 - 0.25 for a, b in zip(en, fr)]
+    assert one(out, "above_chance")["value"] == pytest.approx(stats.ttest_1samp(d, 0.0, alternative="greater").pvalue)
+    assert one(out, "above_chance")["n"] == 6

@@ -44,7 +44,7 @@ from .models import resolve_models
 from .reports import resolve_reports
 from .stages import read_response_datasets
 from .studies import Scope, resolve_studies
-from .derived import check_metric_names
+from .derived import check_metric_names, warn_unused_metrics
 from .vocabulary import KINDS, STUDY_SETTINGS
 
 __all__ = ["CheckResult", "KINDS", "LoadedFile", "STUDY_SETTINGS", "check_file"]
@@ -69,6 +69,7 @@ def check_file(path: str, *, allow_outside_data: bool = False) -> CheckResult:
         return CheckResult(None, diags, sources)
     decls = collect_declarations(files, diags)
     check_metric_names(decls, diags)
+    warn_unused_metrics(decls, diags)
     groups = resolve_groups(decls, diags)
     languages = resolve_language_sets(decls, groups, diags)
     countries = resolve_countries(decls, diags)

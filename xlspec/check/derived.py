@@ -290,6 +290,9 @@ class DerivedChecker:
             return None
         over = self._axis(kws["over"], "`choose` over")
         c = self._contrast(pairs[0])
+        if over is not None and c is not None and over == c[0]:
+            self._err(f"`choose` picks a value of `{over}` on one value of another axis and scores it on another; it cannot split along `{over}` itself", pairs[0])
+            return None
         pick = "max"
         if "pick" in kws:
             p = kws["pick"]
@@ -338,6 +341,9 @@ class DerivedChecker:
         or a declared model attribute."""
         values = [str(v) for v in self.values.get(across, self.numeric.get(across, []))]
         if against == across:
+            if not values:
+                self._err(f"the values of `{across}` are not known when the spec compiles, so they cannot be fitted against; fit across `model` against a model attribute, or across a numeric axis (shots)", node)
+                return None
             try:
                 return {v: float(v) for v in values}
             except ValueError:
@@ -356,6 +362,27 @@ class DerivedChecker:
             return None
         self._err(f"`against` is `{across}` itself (when its values are numbers) or, across models, a model attribute", node)
         return None
+
+
+def warn_unused_metrics(decls: Declarations, diags: Diagnostics) -> None:
+    """W001 for a declared metric of the root file that no study and no other metric names
+    (an imported file's metrics are there for whichever spec imports them)."""
+    root = decls.root.tree.path
+    mine = {name: d for name, d in decls["metric"].items() if d.name.span is not None and d.name.span.file == root}
+    if not mine:
+        return
+    used: set[str] = set()
+    for kind in ("study", "metric"):
+        for d in decls[kind].values():
+            stack = list(ast.children(d))
+            while stack:
+                node = stack.pop()
+                if isinstance(node, ast.Ref) and node.parts[0].text != d.name.text:
+                    used.add(node.parts[0].text)
+                stack.extend(ast.children(node))
+    for name, d in mine.items():
+        if name not in used:
+            diags.warning("W001", f"metric `{name}` is never used", d.name.span, hint="list it in a study's metrics, or remove it")
 
 
 def check_metric_names(decls: Declarations, diags: Diagnostics) -> None:
@@ -378,41 +405,3 @@ def derived_axes(tree: dict) -> tuple[str, ...]:
 
     inner = derived.inner_axes(tree)
     return derived.result_axes(tree, lambda ref: leaf_axes(ref, inner))
-
-
-def expression_text(node: dict) -> str:
-    """The label of an inline expression: one spelling of the tree, whatever the source's
-    layout."""
-    from ..runtime.metrics.registry import arg_text
-
-    if "metric" in node:
-        return arg_text(node["metric"]) if isinstance(node["metric"], dict) else str(node["metric"])
-    if "number" in node:
-        return arg_text(node["number"])
-    if "op" in node:
-        return f"({expression_text(node['left'])} {node['op']} {expression_text(node['right'])})"
-    if "reduce" in node:
-        where = f", where={_filter_text(node['where'])}" if node.get("where") else ""
-        return f"{node['reduce']}({expression_text(node['of'])}, over={node['over']}{where})"
-    if "select" in node:
-        return f"at({expression_text(node['of'])}, {', '.join(f'{k}={v}' for k, v in node['select'].items())})"
-    if "corr" in node:
-        return f"{node['corr']}({expression_text(node['x'])}, {expression_text(node['y'])}, across={node['across']})"
-    if "choose" in node:
-        s = node["split"]
-        return f"choose({expression_text(node['of'])}, over={node['over']}, {s['axis']}={s['a']}-{s['b']}, pick={node['choose']})"
-    if "fit" in node:
-        hold = f", holdout={node['holdout']}" if node.get("holdout") is not None else ""
-        return f"fit({expression_text(node['of'])}, across={node['across']}, form={node['fit']}{hold})"
-    raise ValueError(f"not a derived-metric node: {node!r}")  # pragma: no cover
-
-
-def _filter_text(w: dict) -> str:
-    if "cmp" in w:
-        return f"{w['axis']}{w['cmp']}{w['value']}"
-    if "in" in w:
-        return f"{w['in']} in [{', '.join(w['values'])}]"
-    if "not" in w:
-        return f"not {_filter_text(w['not'])}"
-    op = "and" if "and" in w else "or"
-    return "(" + f" {op} ".join(_filter_text(p) for p in w[op]) + ")"

@@ -136,10 +136,12 @@ def check_templates(
         fdecl = decls["framing"][name]
         if f is None:
             continue
-        missing = [lang for lang in used if lang not in f.templates]
+        own = {s.key.text for s in fdecl.body.settings} if fdecl.body else set()
+        missing = [lang for lang in used if lang not in own]
         if missing and f.default is not None:
             # `default = "..."`: said explicitly, the shared template serves these languages
-            # (the plan records it under each of them, as if written out)
+            # (the plan records it under each of them, as if written out); its placeholders
+            # are checked against every study that uses it
             setting = fdecl.body.get("default")
             if provided is not None:
                 check_placeholders(f.default, setting.value, provided, f"framing `{name}`", diags, where_study)

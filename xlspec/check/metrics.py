@@ -25,7 +25,8 @@ from ..runtime.metrics.registry import METRICS, NEEDS, MetricInfo, Param, listed
 from ..spec import AnswerSpec, DatasetSpec, MetricSpec
 from .context import did_you_mean, items_of, name_of, span_of
 from .declarations import Declarations
-from .derived import DerivedChecker, derived_axes, expression_text, is_derived
+from ..runtime.metrics.derived import expression_text
+from .derived import DerivedChecker, derived_axes, is_derived
 from .languages import check_code
 
 DATASET_PROVIDES: dict[str, Callable[[DatasetSpec], bool]] = {
@@ -74,13 +75,13 @@ def resolve_metrics(
     diags: Diagnostics,
     attributes: dict[str, dict[str, Any]] | None = None,
     numeric: dict[str, list] | None = None,
-    natives: list[str] | None = None,
+    natives: list[str] | str | None = None,
 ) -> list[MetricSpec]:
     """``axes``: the study's axes; ``values``: each axis's values where they are names or
     codes (what a contrast's sides are checked against); ``attributes``: each model's
     declared attributes and ``numeric`` the values of the integer axes (what a fit is
     fitted against); ``natives``: the native languages of the study's countries (what a
-    contrast side ``native(country)`` stands for)."""
+    contrast side ``native(country)`` stands for), or why it cannot stand for them."""
     if s is None:
         return []
     provides = provided_needs(answers, datasets)
@@ -136,8 +137,6 @@ def _derived(e: ast.Expr, metric: Callable[[ast.Expr], MetricSpec | None], check
         label = e.parts[0].text
     else:
         label = expression_text(tree)
-        if "op" in tree:
-            label = label[1:-1]
     return MetricSpec(name="derived", args={"expr": tree}, label=label)
 
 
@@ -233,7 +232,9 @@ def _metric(e: ast.Expr, provides: set[str], axes: set[str], values: dict[str, l
 
 def _delta_of_means(args: dict[str, Any], by: list[str] | None, label: str) -> MetricSpec:
     """``delta(m, language = en - mean(others))``: the derived metric ``m`` at ``en`` minus
-    the mean of ``m`` over the other values (one vote per value), one bootstrap for both."""
+    the mean of ``m`` over the other values (one vote per value), one bootstrap for both.
+    With a mean on one side, a list on the other is averaged the same way (one vote per
+    value), not pooled."""
     pair, inner = args["pair"], args["metric"]
     axis = pair["axis"]
 
@@ -292,6 +293,9 @@ def _contrast_side(metric: str, axis: str, side: Any, values: dict[str, list], d
             if axis != "language" or NATIVE not in values:
                 diags.error("E008", "native(country) is a side of a language contrast in a study with a country axis", span_of(x))
                 return None
+            if isinstance(values[NATIVE], str):
+                diags.error("E008", values[NATIVE], span_of(x), hint="write the languages the contrast compares: language = en - [ar, fa]")
+                return None
             return list(values[NATIVE])
         got = one(x)
         return None if got is None else got
@@ -305,6 +309,9 @@ def _contrast_side(metric: str, axis: str, side: Any, values: dict[str, list], d
             return None
         inner = side.args[0]
         if isinstance(inner, ast.Ref) and inner.is_name and inner.parts[0].text == "others" and "others" not in known:
+            if not known:
+                diags.error("E008", f"mean(others) needs the values of `{axis}`, which are numbers here: name them", span_of(inner), hint="mean([1, 5])")
+                return None
             return {"mean": known, "others": True}
         got = many(inner)
         if got is None:

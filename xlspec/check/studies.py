@@ -231,7 +231,7 @@ def _study(d: ast.Decl, scope: Scope, upstream: dict[str, UpstreamFacts], diags:
     metrics = resolve_metrics(
         settings.get("metrics"), answers, data, axes | upstream_axes(data) | extra_axes, values, scope.decls, diags,
         attributes=attributes, numeric={"shots": list(shots), "seed": list(seeds)},
-        natives=sorted(set((countries or {}).values())) if countries else None,
+        natives=_natives(countries, languages),
     )
     if diags.has_errors():
         return None
@@ -241,6 +241,23 @@ def _study(d: ast.Decl, scope: Scope, upstream: dict[str, UpstreamFacts], diags:
         where=where, shots=shots, fewshot=fewshot, seeds=seeds, samples=samples, answers=answers,
         metrics=metrics, group_by=group_by, limit=limit, axes=[a.name for a in CELL_AXES if a.name in axes],
     )
+
+
+def _natives(countries: dict[str, str] | None, languages: dict[str, list[str]]) -> list[str] | str | None:
+    """What a contrast side ``native(country)`` stands for: the native languages of the
+    study's countries, pooled, which is each country's own language only where every
+    country is asked in its own native language and in no other country's (as
+    ``language = english + native(country)`` gives); else why not (a message).  None
+    without a country axis."""
+    if not countries:
+        return None
+    natives = sorted(set(countries.values()))
+    for code, native in sorted(countries.items()):
+        others = sorted((set(languages.get(code, [])) & set(natives)) - {native})
+        if native not in languages.get(code, []) or others:
+            asked = ", ".join(languages.get(code, [])) or "no language"
+            return f"country {code} is asked in {asked}: native(country) as a contrast side needs each country asked in its own language ({native}) and in no other country's"
+    return natives
 
 
 def upstream_axes(data: list[DatasetSpec]) -> set[str]:

@@ -4,11 +4,15 @@
   (``n_options``; from the option probabilities where the column is missing), so a group's
   value is the accuracy a uniform random guess expects on its items.  ``accuracy - chance``
   is a derived metric with its interval.
-- ``above_chance(metric = accuracy)``: the p-value of a one-sided exact binomial test of
-  "no better than chance": k right answers out of n (per item, summed over its samples)
-  against the group's chance level (``scipy.stats.binomtest``, alternative ``greater``).
-  With items of different option counts the level is their mean (a slightly conservative
-  test when the counts differ).  No interval."""
+- ``above_chance(metric = accuracy)``: the p-value of a one-sided test of "no better than
+  chance".  Where each item of the group has one answer, k right answers of n against the
+  group's chance level, an exact binomial test (``scipy.stats.binomtest``, alternative
+  ``greater``; with items of different option counts the level is their mean).  Where
+  items answer more than once in the group (pooled over languages, framings or samples),
+  those answers are not independent trials: the test is then a one-sided t-test over
+  items of each item's share right minus its chance level (``scipy.stats.ttest_1samp``;
+  where every item is the same distance from chance, the sign test's ``0.5 ** n``).
+  No interval."""
 
 from __future__ import annotations
 
@@ -62,11 +66,25 @@ def _above_jobs(cols, spec, keys):
     for key, pos in cols.split(merged, keys):
         m = merged.iloc[pos]
         m = m[(m["C"] > 0) & (m["C_chance"] > 0)]
-        k, n = int(round(m["S"].sum())), int(round(m["C"].sum()))
-        level = float(m["S_chance"].sum() / m["C_chance"].sum()) if len(m) else float("nan")
-        p = float(st.binomtest(k, n, level, alternative="greater").pvalue) if n > 0 and 0 < level < 1 else float("nan")
+        p = _above_p(st, m["S"].to_numpy(float), m["C"].to_numpy(float), m["S_chance"].to_numpy(float) / m["C_chance"].to_numpy(float))
         out.append(Job(spec.label, key, np.zeros((0, 1)), np.zeros((0, 1)), None, emitter(spec.label, keys, key, len(m)), fixed=np.array([p])))
     return out
+
+
+def _above_p(st, S, C, level) -> float:
+    """One group's p-value: per item, ``S`` right answers of ``C``, at chance ``level``."""
+    if len(S) == 0:
+        return float("nan")
+    if np.all(C == 1):
+        k, n, p0 = int(round(S.sum())), len(S), float(level.mean())
+        return float(st.binomtest(k, n, p0, alternative="greater").pvalue) if 0 < p0 < 1 else float("nan")
+    d = S / C - level
+    if len(d) < 2:
+        return float("nan")
+    if np.all(d == d[0]):
+        # no spread for a t-test: the sign test's p (every item on the same side of chance)
+        return float(0.5 ** len(d)) if d[0] > 0 else 1.0
+    return float(st.ttest_1samp(d, 0.0, alternative="greater").pvalue)
 
 
 def _chance_spec():

@@ -23,9 +23,19 @@ def leaf_axes(ref, inner: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _folds(args: dict) -> tuple[str, ...]:
+    """The axes the expression names, and those its metrics fold themselves (a derived
+    metric reading ``consistency(over = language)`` has no language in its groups)."""
     from .. import derived
 
-    return derived.inner_axes(args["expr"]) if args.get("expr") else ()
+    tree = args.get("expr")
+    if not tree:
+        return ()
+    out = list(derived.inner_axes(tree))
+    for ref in derived.leaves(tree):
+        name, leaf_args = (ref["name"], ref.get("args") or {}) if isinstance(ref, dict) else (ref, {})
+        info = METRICS.get(name)
+        out.extend(a for a in (info.folds(dict(leaf_args)) if info is not None else ()) if a not in out)
+    return tuple(out)
 
 
 def _fills(args: dict) -> tuple[str, ...]:
@@ -50,13 +60,14 @@ def _jobs(cols, spec, keys):
     for a in inner:
         if a not in cols.df.columns:
             raise ValueError(f"{spec.label}: no axis {a!r} in the results")
-    keys = [k for k in keys if k not in inner]
+    keys = [k for k in keys if k not in _folds(spec.args)]
     parts, column_of = [], []  # column_of[c] = (leaf index, coordinate values)
     refs = derived.leaves(tree)
     for li, ref in enumerate(refs):
         leaf = make_spec(ref if isinstance(ref, dict) else {"name": ref})
-        if not leaf.info.per_item:
-            raise ValueError(f"{spec.label}: {leaf.label!r} is not a per-item metric")
+        comp = leaf.info.compute
+        if not (leaf.info.per_item or (comp is not None and comp.item_stats is not None)):
+            raise ValueError(f"{spec.label}: {leaf.label!r} is not scored per item")
         laxes = list(leaf_axes(ref, inner))
         st = item_stats(cols, leaf, keys + laxes)
         if laxes:
@@ -72,6 +83,7 @@ def _jobs(cols, spec, keys):
     items_all = pd.factorize(frame[ITEM].to_numpy(dtype=object))[0]
     col_all = frame["_col"].to_numpy()
     S_all, C_all = frame["S"].to_numpy(float), frame["C"].to_numpy(float)
+    keys_of = {derived.leaf_key(ref): li for li, ref in enumerate(refs)}
     jobs = []
     for key, pos in cols.split(frame, keys):
         present, local_col = np.unique(col_all[pos], return_inverse=True)
@@ -86,7 +98,6 @@ def _jobs(cols, spec, keys):
         for j, c in enumerate(present):
             li, laxes, coord = column_of[c]
             by_leaf.setdefault(li, []).append((j, laxes, coord))
-        keys_of = {derived.leaf_key(ref): li for li, ref in enumerate(refs)}
 
         def tables(R, by_leaf=by_leaf, keys_of=keys_of, refs=refs, inner=inner):
             def leaf_table(ref):

@@ -2,8 +2,8 @@
 
 ``kappa(<axis> = a - b)``: Cohen's kappa between the chosen answers under ``a`` and under
 ``b``.  The units are those of ``consistency``: an item under one combination of every other
-axis, each with its answer under ``a`` and under ``b`` (a refusal is an answer of its own; a
-unit without both is left out).  Over a group's units,
+axis, each with its answer under ``a`` and under ``b`` (a refusal is an answer of its own, and so is an
+answer the parser could not read; a unit without both is left out).  Over a group's units,
 
     p_o = share of units with the same answer,
     p_e = sum over answers k of P_a(k) P_b(k)  (each side's share of units answering k),
@@ -25,6 +25,7 @@ np = lazy("numpy")
 pd = lazy("pandas")
 
 REFUSED = "\x00refused"
+NO_ANSWER = "\x00none"
 
 
 def _units(cols, spec, keys):
@@ -42,7 +43,8 @@ def _units(cols, spec, keys):
     frame = cols.frame(keys + [ITEM], rows)
     frame["_unit"] = cols.unit_codes((pair.axis,))[rows]
     frame["_side"] = side[rows]
-    frame["_answer"] = np.where(pd.isna(choice).astype(bool), REFUSED, choice.astype(object))
+    none = pd.isna(choice).astype(bool)
+    frame["_answer"] = np.where(none & cols.refused()[rows], REFUSED, np.where(none, NO_ANSWER, choice.astype(object)))
     frame["_rank"] = rank
     if "sample" in cols.df.columns:
         frame["_sample"] = cols.numeric("sample")[rows]

@@ -16,8 +16,9 @@
   minus the smallest), so its bootstrap interval almost never covers 0; this test is what
   says whether the languages differ at all.
 
-The generator of each test is seeded from the metric's label and group, as the bootstrap's:
-the same results give the same p-values.  NaN with fewer than two items (or, for the sign
+The generator of each test is seeded from the metric's label and group (not from the
+bootstrap's ``seed``): the same results give the same p-values.  Permutations are drawn in
+batches, so memory stays bounded however many items and languages there are.  NaN with fewer than two items (or, for the sign
 test, no item that differs)."""
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ def _rng(seed_label: str, key: tuple):
     return np.random.default_rng(_derive_seed(0, seed_label, key))
 
 
+def _batch(n: int, k: int) -> int:
+    """Permutations per batch: scipy holds (batch, n, k) indices at once; about 32 MB of
+    them (the p-value does not depend on the batch)."""
+    return max(1, min(N_RESAMPLES, 2_000_000 // max(1, n * k)))
+
+
 def _mean_diff(a, b, axis):
     return np.mean(a - b, axis=axis)
 
@@ -52,7 +59,7 @@ def paired_permutation_p(a, b, rng) -> float:
 
     if len(a) < 2 or np.all(a == b):
         return float("nan") if len(a) < 2 else 1.0
-    res = stats.permutation_test((a, b), _mean_diff, permutation_type="samples", n_resamples=N_RESAMPLES, vectorized=True, rng=rng)
+    res = stats.permutation_test((a, b), _mean_diff, permutation_type="samples", n_resamples=N_RESAMPLES, vectorized=True, rng=rng, batch=_batch(len(a), 2))
     return float(res.pvalue)
 
 
@@ -64,7 +71,7 @@ def spread_permutation_p(X, rng) -> float:
         return float("nan")
     if np.all(X == X[:, :1]):
         return 1.0
-    res = stats.permutation_test(tuple(X.T), _spread, permutation_type="samples", n_resamples=N_RESAMPLES, vectorized=True, rng=rng, alternative="greater")
+    res = stats.permutation_test(tuple(X.T), _spread, permutation_type="samples", n_resamples=N_RESAMPLES, vectorized=True, rng=rng, alternative="greater", batch=_batch(*X.shape))
     return float(res.pvalue)
 
 
