@@ -174,7 +174,7 @@ def heatmaps(title: str, models, languages, framings, grids: list, share: bool, 
         # the colour bar, drawn as vector cells (a matplotlib colorbar embeds a PNG in SVG)
         cax = fig.add_axes([(w - bar_w) / w + 0.08 / w, bottom / h, 0.12 / w, panel_h / h])
         steps = np.linspace(vmin, vmax, 65)
-        cax.pcolormesh([0.0, 1.0], steps, ((steps[:-1] + steps[1:]) / 2)[:, None], cmap="viridis", vmin=vmin, vmax=vmax, linewidth=0, antialiased=False)
+        cax.pcolormesh([0.0, 1.0], steps, ((steps[:-1] + steps[1:]) / 2)[:, None], cmap="viridis", vmin=vmin, vmax=vmax, edgecolors="face", linewidth=0.4)
         cax.set_xticks([])
         cax.yaxis.tick_right()
         cax.tick_params(labelsize=7, length=2)
