@@ -456,8 +456,15 @@ def _corr_rows(how: str, X, Y):
     ok = ~(np.isnan(X) | np.isnan(Y))
     if how == "spearman":
         # ranks among the pairs present (average ranks for ties), then Pearson on the ranks
-        Xr = stats.rankdata(np.where(ok, X, np.nan), axis=1, nan_policy="omit")
-        Yr = stats.rankdata(np.where(ok, Y, np.nan), axis=1, nan_policy="omit")
+        # (rows with every pair present in one vectorised call; the others row by row)
+        Xr, Yr = np.full(X.shape, np.nan), np.full(Y.shape, np.nan)
+        complete = ok.all(1)
+        if complete.any():
+            Xr[complete] = stats.rankdata(X[complete], axis=1)
+            Yr[complete] = stats.rankdata(Y[complete], axis=1)
+        for r in np.flatnonzero(~complete):
+            m = ok[r]
+            Xr[r, m], Yr[r, m] = stats.rankdata(X[r, m]), stats.rankdata(Y[r, m])
         return pearson_rows(Xr, Yr)
     return kendall_rows(X, Y)
 
