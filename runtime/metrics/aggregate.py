@@ -31,7 +31,7 @@ from .bootstrap import Job
 from .columns import ITEM, SIDE, Columns, isin
 from .spec import Pair, Spec, parse_pair
 
-__all__ = ["Job", "SIDE", "best_kind", "item_stats", "row_item_stats", "Stats", "emitter", "metric_jobs", "plain_jobs", "sides", "contrast_stats", "by_language", "by_axis"]
+__all__ = ["Job", "SIDE", "best_kind", "item_stats", "row_item_stats", "Stats", "emitter", "metric_jobs", "plain_jobs", "sides", "contrast_stats", "paired_groups", "fixed_job", "by_language", "by_axis"]
 
 
 def best_kind(frame: pd.DataFrame, group: list[str]) -> pd.DataFrame:
@@ -145,6 +145,23 @@ def contrast_stats(cols: Columns, spec: Spec, keys: list[str]) -> tuple[pd.DataF
     the code columns ``keys`` + ``SIDE``."""
     stats = item_stats(cols, spec.inner, keys + [SIDE], sides(cols, parse_pair(spec.args["pair"])))
     return stats, Stats(stats)
+
+
+def paired_groups(cols: Columns, spec: Spec, keys: list[str]):
+    """Per group of ``keys``: ``(key, S, C, both)``, the per-item sums of ``spec.inner``
+    under the two sides of ``spec``'s contrast (items by sides a, b) and which items have a
+    value under both."""
+    stats, st = contrast_stats(cols, spec, keys)
+    side = stats[SIDE].to_numpy()
+    for key, pos in cols.split(stats, keys):
+        S, C = st.pivot(pos, side[pos], 2)
+        yield key, S, C, (C[:, 0] > 0) & (C[:, 1] > 0)
+
+
+def fixed_job(spec: Spec, keys: list[str], key: tuple, n: int, value: float) -> Job:
+    """A job of a value computed without a bootstrap (a test's p-value): no interval."""
+    empty = np.zeros((0, 1))
+    return Job(spec.label, key, empty, empty, None, emitter(spec.label, keys, key, n), fixed=np.array([value]))
 
 
 def by_language(cols: Columns, spec: Spec, keys: list[str]):

@@ -43,6 +43,8 @@ class Chart:
     build: Callable[[float | None], object]
     """width in inches (None: the page's layout) -> a matplotlib Figure"""
     svg: object = None
+    page_width: float = 0.0
+    """The width of the page's layout, in inches: what sizes the files."""
 
     def __html__(self) -> str:
         return str(self.svg)
@@ -65,8 +67,7 @@ def write_chart_files(charts: "OrderedDict[str, Chart]", folder: str) -> list[st
     with _rc(), _warnings.catch_warnings():
         _warnings.simplefilter("ignore")
         for chart in charts.values():
-            page = chart.build(None)
-            width = COLUMN_IN if page.get_figwidth() <= COLUMN_IN * 1.4 else TEXT_IN
+            width = COLUMN_IN if chart.page_width <= COLUMN_IN * 1.4 else TEXT_IN
             fig = chart.build(width)
             for ext, kw in (("pdf", {"metadata": {"CreationDate": None, "ModDate": None}}), ("png", {"dpi": PNG_DPI, "metadata": {"Software": None}})):
                 path = os.path.join(folder, f"{chart.slug}.{ext}")
@@ -244,8 +245,8 @@ def study_charts(sname, df, head, pooled, start: int, axes: dict) -> "OrderedDic
     charts: OrderedDict[str, Chart] = OrderedDict()
 
     def add(name: str, build: Callable[[float | None], object]) -> None:
-        chart = Chart(name, f"{start + len(charts):02d}-{_slug(name)}", build)
-        chart.svg = _svg(build(None), start + len(charts))
+        page = build(None)
+        chart = Chart(name, f"{start + len(charts):02d}-{_slug(name)}", build, _svg(page, start + len(charts)), page.get_figwidth())
         charts[name] = chart
 
     if not pooled.get("items") and head is None:

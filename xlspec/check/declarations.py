@@ -91,3 +91,21 @@ def _check_shape(d: ast.Decl, diags: Diagnostics) -> None:
         diags.error("E013", f"`{kind} {d.name.text}` needs a {{ ... }} block", d.name.span)
     if shape.body == "no" and d.body is not None:
         diags.error("E013", f"a {kind} takes no {{ ... }} block", d.body.span)
+
+
+def referenced_names(decls: Declarations, kinds: tuple[str, ...] | None = None) -> set[str]:
+    """The names the declarations of ``kinds`` (all kinds: None) refer to; a declaration
+    naming itself does not count (so a group or metric defined through itself is not
+    "used")."""
+    used: set[str] = set()
+    for kind in kinds if kinds is not None else tuple(decls.by_kind):
+        for d in decls[kind].values():
+            stack = ast.children(d)
+            while stack:
+                node = stack.pop()
+                if isinstance(node, ast.Ref):
+                    if node.parts[0].text != d.name.text or d.kind.text != kind:
+                        used.add(node.parts[0].text)
+                    continue
+                stack.extend(ast.children(node))
+    return used

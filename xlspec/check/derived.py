@@ -31,7 +31,7 @@ from ..diagnostics import Diagnostics
 from ..runtime.metrics.derived import CORRELATIONS, FITS, REDUCERS
 from ..runtime.metrics.registry import METRICS
 from .context import did_you_mean, span_of
-from .declarations import Declarations
+from .declarations import Declarations, referenced_names
 
 ARITHMETIC = ("+", "-", "*", "/")
 FUNCTIONS = {
@@ -371,15 +371,7 @@ def warn_unused_metrics(decls: Declarations, diags: Diagnostics) -> None:
     mine = {name: d for name, d in decls["metric"].items() if d.name.span is not None and d.name.span.file == root}
     if not mine:
         return
-    used: set[str] = set()
-    for kind in ("study", "metric"):
-        for d in decls[kind].values():
-            stack = list(ast.children(d))
-            while stack:
-                node = stack.pop()
-                if isinstance(node, ast.Ref) and node.parts[0].text != d.name.text:
-                    used.add(node.parts[0].text)
-                stack.extend(ast.children(node))
+    used = referenced_names(decls, ("study", "metric"))
     for name, d in mine.items():
         if name not in used:
             diags.warning("W001", f"metric `{name}` is never used", d.name.span, hint="list it in a study's metrics, or remove it")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .. import ast
 from ..diagnostics import Diagnostics
 from .context import span_of
-from .declarations import Declarations
+from .declarations import Declarations, referenced_names
 
 
 def resolve_groups(decls: Declarations, diags: Diagnostics) -> dict[str, list[ast.Ref]]:
@@ -39,17 +39,7 @@ def _warn_unused(decls: Declarations, well_formed: set[str], diags: Diagnostics)
     mine = {name: d for name, d in decls["group"].items() if name in well_formed and d.name.span is not None and d.name.span.file == root}
     if not mine:
         return
-    used: set[str] = set()
-    for kind in decls.by_kind.values():
-        for d in kind.values():
-            stack = ast.children(d)
-            while stack:
-                node = stack.pop()
-                if isinstance(node, ast.Ref):
-                    if node.parts[0].text != d.name.text or d.kind.text != "group":
-                        used.add(node.parts[0].text)
-                    continue
-                stack.extend(ast.children(node))
+    used = referenced_names(decls)
     for name, d in mine.items():
         if name not in used:
             diags.warning("W001", f"group `{name}` is never used", d.name.span, hint="use it in a study or a language set, or remove it")

@@ -56,7 +56,7 @@ def _scores(cols, args):
 def _above_jobs(cols, spec, keys):
     from scipy import stats as st
 
-    from ..aggregate import Job, emitter, item_stats
+    from ..aggregate import fixed_job, item_stats
 
     chance_spec = _chance_spec()
     acc = item_stats(cols, spec.inner, keys)
@@ -67,7 +67,7 @@ def _above_jobs(cols, spec, keys):
         m = merged.iloc[pos]
         m = m[(m["C"] > 0) & (m["C_chance"] > 0)]
         p = _above_p(st, m["S"].to_numpy(float), m["C"].to_numpy(float), m["S_chance"].to_numpy(float) / m["C_chance"].to_numpy(float))
-        out.append(Job(spec.label, key, np.zeros((0, 1)), np.zeros((0, 1)), None, emitter(spec.label, keys, key, len(m)), fixed=np.array([p])))
+        out.append(fixed_job(spec, keys, key, len(m), p))
     return out
 
 

@@ -15,14 +15,10 @@ def _delta_fn(R):
 
 
 def _jobs(cols, spec, keys):
-    from ..aggregate import SIDE, Job, contrast_stats, emitter
+    from ..aggregate import Job, emitter, paired_groups
 
-    stats, st = contrast_stats(cols, spec, keys)
-    side = stats[SIDE].to_numpy()
     jobs = []
-    for key, pos in cols.split(stats, keys):
-        S, C = st.pivot(pos, side[pos], 2)
-        ok = (C[:, 0] > 0) & (C[:, 1] > 0)
+    for key, S, C, ok in paired_groups(cols, spec, keys):
         if not ok.any():
             ok = (C[:, 0] > 0) | (C[:, 1] > 0)  # disjoint conditions: unpaired
         jobs.append(Job(spec.label, key, S[ok], C[ok], _delta_fn, emitter(spec.label, keys, key, int(ok.sum()))))

@@ -60,7 +60,6 @@ def _jobs(cols, spec, keys):
     for a in inner:
         if a not in cols.df.columns:
             raise ValueError(f"{spec.label}: no axis {a!r} in the results")
-    keys = [k for k in keys if k not in _folds(spec.args)]
     parts, column_of = [], []  # column_of[c] = (leaf index, coordinate values)
     refs = derived.leaves(tree)
     for li, ref in enumerate(refs):

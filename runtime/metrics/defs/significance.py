@@ -88,31 +88,26 @@ def sign_test_p(a, b) -> float:
 
 def _paired_jobs(test: str):
     def jobs(cols, spec, keys):
-        from ..aggregate import SIDE, Job, contrast_stats, emitter
+        from ..aggregate import fixed_job, paired_groups
 
-        stats, st = contrast_stats(cols, spec, keys)
-        side = stats[SIDE].to_numpy()
         out = []
-        for key, pos in cols.split(stats, keys):
-            S, C = st.pivot(pos, side[pos], 2)
-            ok = (C[:, 0] > 0) & (C[:, 1] > 0)
+        for key, S, C, ok in paired_groups(cols, spec, keys):
             a, b = S[ok, 0] / C[ok, 0], S[ok, 1] / C[ok, 1]
             p = paired_permutation_p(a, b, _rng(spec.label, key)) if test == "permutation" else sign_test_p(a, b)
-            out.append(Job(spec.label, key, S[:0], C[:0], None, emitter(spec.label, keys, key, int(ok.sum())), fixed=np.array([p])))
+            out.append(fixed_job(spec, keys, key, int(ok.sum()), p))
         return out
 
     return jobs
 
 
 def _effect_jobs(cols, spec, keys):
-    from ..aggregate import Job, by_axis, emitter
+    from ..aggregate import by_axis, fixed_job
 
     out = []
     for key, _values, S, C in by_axis(cols, spec, keys, spec.args["over"]):
         complete = (C > 0).all(1)
         X = S[complete] / C[complete]
-        p = spread_permutation_p(X, _rng(spec.label, key))
-        out.append(Job(spec.label, key, S[:0], C[:0], None, emitter(spec.label, keys, key, int(complete.sum())), fixed=np.array([p])))
+        out.append(fixed_job(spec, keys, key, int(complete.sum()), spread_permutation_p(X, _rng(spec.label, key))))
     return out
 
 
