@@ -101,7 +101,9 @@ def test_the_openai_engine_agrees_with_in_process_vllm(tmp_path, builtin_model):
         local, api = p["local"], p["api"]
         kind = local["answer_kind"]
         counts[kind] += 1
-        assert api["model_revision"] == url and api["retries"] == 0
+        # a request may be retried on a loaded machine (a timeout, a dropped connection); the
+        # retry logic has its own tests, and what matters here is that it ends in the same answer
+        assert api["model_revision"] == url
         if kind in ("options", "loglik"):
             assert api["parsed_answer"] == local["parsed_answer"], (kind, local["item_id"], local["language"])
             lp_local, lp_api = dict(local["option_logprobs"]), dict(api["option_logprobs"])
