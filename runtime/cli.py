@@ -37,7 +37,7 @@ def cmd_run(args) -> int:
         if not found:
             _err("no plans in build/: run `xlspec compile` first")
             return EXIT_INPUT
-        plans = [p for p in found if args.limit is not None or not is_complete(p, args.runs_dir)]
+        plans = [p for p in found if args.limit is not None or not is_complete(p, args.runs_dir, args.engine)]
         for p in sorted(set(found) - set(plans)):
             print(f"{p}: complete in {args.runs_dir}/ (nothing to do)")
     try:

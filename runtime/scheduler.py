@@ -35,7 +35,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from xlspec import plan as planmod
-from xlspec.answers import ANSWER_KINDS, implicit_reward, pairwise, reward
+from xlspec.answers import ANSWER_KINDS, implicit_reward, loglik, pairwise, reward
 from xlspec.files import atomic_write_text
 from xlspec.axes import CELL_AXIS_NAMES
 from xlspec.items import SPECIAL_FIELDS, UPSTREAM_REQUEST, upstream_source
@@ -188,13 +188,34 @@ def _actor_class(ray):
     return ray.remote(max_restarts=1, max_task_retries=1, concurrency_groups={"progress": 1})(_EngineActor)
 
 
+def with_engine(plan: Plan, engine: str | None) -> tuple[Plan, str | None]:
+    """The plan with every model that runs here (hf, vllm) on ``engine`` (``--engine``), and
+    the engine its models now name where that changed any (else None).  The engine is part of a model's identity, so the requests of
+    the swapped models get ids of their own: answers another engine computed are not reused
+    under this one's name, and the rows say the engine that computed them."""
+    if engine is None:
+        return plan, None
+    import copy
+
+    engine = (ENGINES[engine].computes_as or engine) if engine in ENGINES else engine
+    data = copy.deepcopy(plan.data)
+    changed = False
+    for entry in data["models"].values():
+        declared = entry["engine"]
+        if declared != engine and (declared not in ENGINES or ENGINES[declared].local):
+            entry["engine"] = engine
+            changed = True
+    return (planmod.Plan.from_data(data), engine) if changed else (plan, None)
+
+
 def engine_config(name: str, plan: Plan, engine_override: str | None, spec_dir: str = ".") -> EngineConfig:
     """The engine's config from the plan.  ``XLSPEC_VLLM_ARGS`` (a JSON object) adds keyword
     arguments for ``vllm.LLM`` on this machine, such as ``{"gpu_memory_utilization": 0.6}``;
     they tune the engine, not the answers, so they are not part of the plan."""
     import json
 
-    # --engine swaps one local engine for another; a model behind an API stays there.
+    # --engine swaps one local engine for another (see with_engine); a model behind an API
+    # stays there.
     declared = plan.models[name].engine
     engine = declared if declared in ENGINES and not ENGINES[declared].local else engine_override or declared
 
@@ -241,8 +262,13 @@ def engine_config(name: str, plan: Plan, engine_override: str | None, spec_dir: 
 def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engine: str, scale) -> dict:
     req, item = cr.request, cr.item
     kind = ANSWER_KINDS[cr.answer.get("kind", req.kind)]
-    probs, logprobs = result.option_probs, result.option_logprobs
-    if kind.request_options == "texts" and item.labels:
+    probs, logprobs, option_tokens = result.option_probs, result.option_logprobs, None
+    normalize = chosen = None
+    response = result.response
+    if kind.name == "loglik" and result.error is None:
+        normalize = (cr.answer.get("args") or {}).get("normalize", "none")
+        probs, logprobs, option_tokens, chosen, response = loglik_maps(req, item, result, normalize)
+    elif kind.request_options == "texts" and item.labels:
         # The engine scored option texts; results speak in option labels.
         by_text = dict(zip(req.options, item.labels))
         probs = {by_text.get(k, k): v for k, v in probs.items()} if probs else probs
@@ -270,6 +296,8 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
             raw = result.scores or {}
             rewards = implicit_reward.rewards(cr.answer, raw) if kind.name == "implicit_reward" else {c: raw.get(c) for c in ("a", "b")}
             scores, invalid, decided = reward.candidate_scores(cr.answer, rewards)
+        elif kind.name == "loglik":
+            parsed, refused, unparsable = chosen, False, False
         else:
             parsed = max(probs, key=probs.get) if probs else None
             refused = unparsable = False
@@ -290,8 +318,9 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
         "upstream": upstream or None,
         "sample": cr.sample,
         "answer_kind": kind.name,
+        "normalize": normalize if kind.name == "loglik" else None,
         "prompt": req.prompt,
-        "response": result.response,
+        "response": response,
         "parsed_answer": parsed,
         "refused": refused,
         "unparsable": unparsable,
@@ -301,6 +330,7 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
         "invalid_scores": invalid,
         "option_logprobs": list(logprobs.items()) if logprobs else None,
         "option_probs": list(probs.items()) if probs else None,
+        "option_tokens": list(option_tokens.items()) if option_tokens else None,
         "correct": None,  # filled per cell by :func:`fill_correct`
         "gold": item.gold,
         "n_options": len(item.labels) if item.labels else None,
@@ -323,6 +353,24 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
         "retries": result.retries,
         "error": result.error,
     }
+
+
+def loglik_maps(req: EngineRequest, item, result: EngineResult, normalize: str) -> tuple[dict, dict, dict | None, str, str]:
+    """A loglik answer read under ``normalize``: (probabilities, summed log-likelihoods,
+    token counts, the chosen option's label, its text), the maps by option label (by option
+    text where the dataset has no labels).  The probabilities are the softmax of the normalised scores; the choice
+    is the argmax of the scores themselves (the first of a tie, as lm-eval's), not of
+    rounded probabilities."""
+    sums = result.option_logprobs or {}
+    tokens = result.option_tokens or {}
+    names = list(item.labels) if item.labels and len(item.labels) == len(req.options) else list(req.options)
+    texts = list(item.option_texts) if len(item.option_texts) == len(req.options) else list(req.options)
+    raw = [sums.get(o, float("-inf")) for o in req.options]
+    counts = [tokens.get(o, 0.0) for o in req.options]
+    scores = loglik.normalized(raw, counts, texts, normalize)
+    probs = dict(zip(names, loglik.softmax(scores)))
+    best = loglik.choose(scores)
+    return probs, dict(zip(names, raw)), (dict(zip(names, counts)) if tokens else None), names[best], texts[best]
 
 
 def model_revision(model) -> str | None:
@@ -570,12 +618,16 @@ def run_plan(plan_path: str, runs_dir: str = "runs", store_dir: str | None = Non
     changed = planmod.stale_inputs(plan, plan_path)
     if changed:
         raise StalePlan(plan_path, changed)
+    # The plan's cell ids stay those of the plan file; a run on another engine keeps its cell
+    # files apart from the declared engine's.
+    plan, swapped = with_engine(plan, engine_override)
+    variant = f"engine-{swapped}" if swapped else None
     models = sorted({c.axes["model"] for c in plan.cells})
     configs = {m: engine_config(m, plan, engine_override, plan.spec_dir(plan_path)) for m in models}
     progress.line(f"{plan_path}: {len(plan.cells):,} cells, {len(models)} model{'s' if len(models) != 1 else ''} ({', '.join(models)})")
     report = RunReport(plan.experiment, os.path.join(runs_dir, plan.experiment), plan=plan)
     with StopRequest(progress.stream) as stop:
-        runner = _Runner(plan, plan_path, runs_dir, store_dir, limit, address, configs, progress, stop, report)
+        runner = _Runner(plan, plan_path, runs_dir, store_dir, limit, address, configs, progress, stop, report, variant)
         runner.run(plan.cells)
         report.rows = runner.write_results()
         if runner.run_dir.set_aside_cells and not stop.requested:
@@ -628,10 +680,10 @@ class _Runner:
     """The state of one run of a plan: the run folder, the store, each model's report."""
 
     def __init__(self, plan: Plan, plan_path: str, runs_dir: str, store_dir: str | None, limit: int | None, address: str | None,
-                 configs: dict[str, EngineConfig], progress: Progress, stop: StopRequest, report: RunReport):
+                 configs: dict[str, EngineConfig], progress: Progress, stop: StopRequest, report: RunReport, variant: str | None = None):
         self.plan, self.limit, self.address, self.configs = plan, limit, address, configs
         self.progress, self.stop, self.report = progress, stop, report
-        self.run_dir = RunDir(runs_dir, plan.experiment)
+        self.run_dir = RunDir(runs_dir, plan.experiment, variant)
         self.store = AnswerStore(store_dir or os.path.join(runs_dir, ".store"))
         self.data = DataCache(plan, plan_path, upstream_rows=lambda cell_id: self.run_dir.read_cell(cell_id, limit))
         self.reports: dict[str, ModelReport] = {}
@@ -960,11 +1012,12 @@ def write_manifest(plan: Plan, plan_path: str, run: RunDir, report: RunReport, l
     atomic_write_text(os.path.join(run.path, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-def is_complete(plan_path: str, runs_dir: str) -> bool:
+def is_complete(plan_path: str, runs_dir: str, engine: str | None = None) -> bool:
+    """The plan's last run (on ``engine``, where ``--engine`` gives one) is complete."""
     import json
 
     try:
-        plan = planmod.load(plan_path)
+        plan = with_engine(planmod.load(plan_path), engine)[0]
     except PlanError:
         return False  # `xlspec run` reports why when it runs it
     path = os.path.join(runs_dir, plan.experiment, "manifest.json")

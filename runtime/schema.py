@@ -38,6 +38,7 @@ RESULTS_SCHEMA = pa.schema(
         ("invalid_scores", pa.list_(pa.string())),
         ("option_logprobs", OPTION_MAP),
         ("option_probs", OPTION_MAP),
+        ("option_tokens", OPTION_MAP),
         ("correct", pa.bool_()),
         ("gold", pa.string()),
         ("n_options", pa.int32()),

@@ -54,6 +54,7 @@ ANSWER_SCHEMA = pa.schema(
         ("option_logprobs", OPTION_MAP),
         ("option_probs", OPTION_MAP),
         ("scores", OPTION_MAP),
+        ("option_tokens", OPTION_MAP),
         ("prompt_tokens", pa.int32()),
         ("output_tokens", pa.int32()),
         ("finish_reason", pa.string()),
@@ -88,6 +89,7 @@ def _answer_row(r: EngineResult, engine: str) -> dict:
         "option_logprobs": _as_map(r.option_logprobs),
         "option_probs": _as_map(r.option_probs),
         "scores": _as_map(r.scores),
+        "option_tokens": _as_map(r.option_tokens),
         "prompt_tokens": r.prompt_tokens,
         "output_tokens": r.output_tokens,
         "finish_reason": r.finish_reason,
@@ -269,7 +271,7 @@ def _journal_rows(data: bytes) -> list[dict]:
             continue
         if not isinstance(row, dict) or not isinstance(row.get("request_id"), str):
             continue
-        for key in ("option_logprobs", "option_probs", "scores"):
+        for key in ("option_logprobs", "option_probs", "scores", "option_tokens"):
             if isinstance(row.get(key), list):  # maps are written as [key, value] pairs
                 row[key] = [tuple(kv) for kv in row[key]]
         rows.append({name: row.get(name) for name in ANSWER_SCHEMA.names})
@@ -309,6 +311,7 @@ def _result(row: dict) -> EngineResult:
         option_logprobs=as_dict(row["option_logprobs"]),
         option_probs=as_dict(row["option_probs"]),
         scores=as_dict(row.get("scores")),  # answer files written before scores had none
+        option_tokens=as_dict(row.get("option_tokens")),
         prompt_tokens=row["prompt_tokens"] or 0,
         output_tokens=row["output_tokens"] or 0,
         finish_reason=row["finish_reason"],
@@ -321,15 +324,18 @@ def _result(row: dict) -> EngineResult:
 class RunDir:
     """``runs/<experiment>``: per-cell files, the results table and the manifest."""
 
-    def __init__(self, runs_dir: str, experiment: str):
+    def __init__(self, runs_dir: str, experiment: str, variant: str | None = None):
+        """``variant``: what sets this run's cell files apart from those of the plan as
+        compiled (``engine-vllm`` for a run with ``--engine vllm``)."""
         self.path = os.path.join(runs_dir, experiment)
         self.cells_dir = os.path.join(self.path, "cells")
+        self.variant = variant
         os.makedirs(self.cells_dir, exist_ok=True)
         self.set_aside_cells: list[str] = []
         self.notices: list[str] = []
 
     def cell_path(self, cell_id: str, limit: int | None, complete: bool = True) -> str:
-        suffix = (f".limit{limit}" if limit is not None else "") + ("" if complete else ".errors")
+        suffix = (f".{self.variant}" if self.variant else "") + (f".limit{limit}" if limit is not None else "") + ("" if complete else ".errors")
         return os.path.join(self.cells_dir, f"{cell_id}{suffix}.parquet")
 
     def has_cell(self, cell_id: str, limit: int | None) -> bool:

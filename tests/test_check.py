@@ -309,7 +309,13 @@ def test_unknown_study_setting_far_from_every_name_gets_the_list_not_a_guess(che
         ('generate(parser = "option_letter")', "a parser is a name"),
         ("options + options", "answer kind `options` is given twice"),
         ("generate(option_letter)", "`generate` takes its arguments by name"),
-        ("loglik(normalize = 1)", "`loglik`'s `normalize` is true or false"),
+        ("loglik(normalize = 1)", "`loglik`'s `normalize` is one of none, chars, bytes, tokens"),
+        # `true` once meant per token, where lm-eval's acc_norm is per character
+        ("loglik(normalize = true)", "`loglik`'s `normalize` names how: none, chars, bytes, tokens"),
+        ("loglik(normalize = char)", "did you mean `chars`?"),
+        ("loglik(separator = newline)", "`loglik`'s `separator` is a string in quotes"),
+        ("loglik + loglik(normalize = none)", "answer kind `loglik` is given twice"),
+        ("loglik + loglik(separator = \"\\n\")", "two loglik answers of this study read their answers the same way"),
     ],
 )
 def test_answer_kind_mistakes_are_named(check, answer, message):

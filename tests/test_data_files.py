@@ -172,7 +172,7 @@ def test_long_layout_ids_are_unique_per_language_and_partition(project):
 # ---- gold --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("gold, why", [("E", "neither an option label (A-D) nor a 0-based option index (0-3)"), (7, "neither an option label"), (True, "is a boolean"), ("", "is empty"), (None, "null"), (-1, "neither")])
+@pytest.mark.parametrize("gold, why", [("E", "is not an option label (A-D)"), (7, "is not an option label (A-D)"), (True, "is a boolean"), ("", "is empty"), (None, "null"), (-1, "is not an option label")])
 def test_a_gold_answer_that_names_no_option_is_an_error(project, gold, why):
     result = project([item(1), item(2, answer=gold)])
     _, _, line, col, message, _ = only(result)
@@ -184,21 +184,41 @@ def test_a_gold_answer_that_names_no_option_is_an_error(project, gold, why):
 def test_gold_labels_and_indexes_stay_valid(project, gold, label):
     result = project([item(1, answer=gold)])
     assert result.spec is not None, result.text
-    entry = {"fields": {k: v.model_dump(exclude_none=True) for k, v in result.spec.datasets["qa"].fields.items()}, "labels": "letters"}
+    ds = result.spec.datasets["qa"]
+    entry = {"fields": {k: v.model_dump(exclude_none=True) for k, v in ds.fields.items()}, "labels": "letters", "gold_is": ds.gold_is}
+    assert ds.gold_is == ("index" if isinstance(gold, int) else "label")
     assert view(result.records["qa"][0], entry, "en", None).gold == label
 
 
+def test_one_dataset_reads_its_gold_one_way(project):
+    """A label on one record and an index on the next: the dataset reads labels, and the
+    index is reported (gold_is says otherwise)."""
+    result = project([item(1, answer="B"), item(2, answer=2)])
+    _, _, line, _, message, hint = only(result)
+    assert line == 2 and "gold `2` (`answer`) is not an option label (A-D)" in message and "gold_is = index" in hint
+
+
 def test_a_gold_answer_that_is_an_option_text_says_which_label(project):
+    # English option texts do not name the French options: the dataset reads labels
     result = project([item(1, answer="three")])
     _, _, _, _, message, hint = only(result)
-    assert "the text of option C" in message and "`C`" in hint
+    assert "the text of option C" in message and "`C`" in hint and "gold_is = text" in hint
+    # where every gold is its item's option text, that is how gold is read
+    rows = [item(1, answer={"en": "three", "fr": "trois"}), item(2, answer={"en": "one", "fr": "un"})]
+    ok = project(rows, mapping=MAPPING.replace("gold = answer", "gold = answer[lang]"))
+    assert ok.spec is not None, ok.text
+    assert ok.spec.datasets["qa"].gold_is == "text"
 
 
 def test_gold_with_number_labels(project):
     ok = project([item(1, answer=2), item(2, answer="4")], mapping=MAPPING + "  labels = numbers")
     assert ok.spec is not None, ok.text
-    bad = project([item(1, answer=0)], mapping=MAPPING + "  labels = numbers")
-    assert "is not an option label (1-4)" in only(bad)[4]
+    assert ok.spec.datasets["qa"].gold_is == "label"
+    # regression: a 0-based index with number labels was read as a label (0 matched nothing)
+    zero = project([item(1, answer=0)], mapping=MAPPING + "  labels = numbers")
+    assert zero.spec is not None and zero.spec.datasets["qa"].gold_is == "index"
+    both = project([item(1, answer=1)], mapping=MAPPING + "  labels = numbers")
+    assert both.spec is None and "say which with gold_is = `label` or `index`" in both.text
 
 
 def test_gold_without_options_is_a_text(project):
@@ -282,7 +302,7 @@ def test_trailing_empty_option_columns_are_fewer_options(project):
 
 def test_gold_past_the_options_of_a_short_row(project):
     result = project(HEADER + "1,Q1,w,x,,,C\n", name="qa.csv", mapping=CSV_MAPPING, language="[en]")
-    assert "neither an option label (A-B)" in only(result)[4]
+    assert "is not an option label (A-B)" in only(result)[4]
 
 
 def test_a_csv_header_naming_a_column_twice(project):

@@ -48,7 +48,7 @@ def test_the_builtin_reward_model_is_a_classifier_head(tmp_path):
     assert result.ok, text
     plan = json.loads((tmp_path / "build" / "prefs.plan.json").read_text())
     assert plan["models"]["rm"]["head"] == "classifier"
-    assert plan["studies"]["s"]["answers"] == [{"args": {"a": "chosen", "b": "rejected", "tie": 0.5}, "kind": "reward", "normalize": False}]
+    assert plan["studies"]["s"]["answers"] == [{"args": {"a": "chosen", "b": "rejected", "tie": 0.5}, "kind": "reward"}]
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 ``diff``, the runtime's result rows, the metrics and the report.
 
 A cell is one value of every cell axis (``None`` where the study does not use the axis).
-Result rows add the axes that vary inside a cell: the sample and the answer kind.
+Result rows add the axes that vary inside a cell: the sample, the answer kind and a loglik
+answer's normalisation.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ CELL_AXES: tuple[Axis, ...] = (
 ROW_AXES: tuple[Axis, ...] = (
     Axis("sample", "the sample number within a cell (samples = N)", integer=True),
     Axis("answer_kind", "the answer kind that produced the row"),
+    Axis("normalize", "how a loglik answer compared its options: none (summed log-likelihood), chars, bytes or tokens; empty for other answer kinds"),
 )
 
 CELL_AXIS_NAMES: tuple[str, ...] = tuple(a.name for a in CELL_AXES)

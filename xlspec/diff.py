@@ -93,6 +93,8 @@ def _reasons(old: Cell, new: Cell, old_plan: Plan, new_plan: Plan) -> list[str]:
         out.append(f"data file {new_plan.datasets[new.axes['dataset']].path} changed")
     if oi["fields"] != ni["fields"] or oi["labels"] != ni["labels"]:
         out.append("dataset field mapping")
+    if oi.get("gold_is") != ni.get("gold_is"):
+        out.append(f"gold_is: {oi.get('gold_is')} -> {ni.get('gold_is')}")
     for k in ("filters", "limit", "partition"):
         if oi.get(k) != ni.get(k):
             out.append(f"item {k}")
@@ -168,7 +170,8 @@ def _short(v, n: int = 48) -> str:
 def _answer(a: dict) -> str:
     parser = a.get("parser")
     if not parser:
-        return a["kind"]
+        args = ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False) if not isinstance(v, str) or k == 'separator' else v}" for k, v in sorted((a.get("args") or {}).items()))
+        return f"{a['kind']}({args})" if args else a["kind"]
     args = ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in (a.get("parser_args") or {}).items())
     return f"{a['kind']}(parser = {parser}{f'({args})' if args else ''})"
 

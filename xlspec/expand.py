@@ -59,6 +59,8 @@ def expand(spec: Spec, records: dict[str, list[Record]], plan_dir: str) -> dict:
             "labels": ds.labels,
             "scale": list(ds.scale) if ds.scale else None,
         }
+        if ds.gold_is is not None:
+            datasets[name]["gold_is"] = ds.gold_is
     used_framings = sorted({f for s in spec.studies.values() for f in s.framings})
     used_modes = sorted({m for s in spec.studies.values() for m in s.modes})
     # The studies' models, and the models their answers name (a DPO reference).

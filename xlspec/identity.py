@@ -108,7 +108,9 @@ def request_id(model: dict, prompt: str, system: str | None, answer: dict, optio
         "options": list(options),
     }
     for arg in kind.identity_args:
-        key[arg] = answer.get(arg, next(p.default for p in kind.params if p.name == arg))
+        key[arg] = (answer.get("args") or {}).get(arg, answer.get(arg, next(p.default for p in kind.params if p.name == arg)))
+    if kind.request_rule:
+        key["rule"] = kind.request_rule
     if answer.get("models"):  # the other models the engine runs for it (a DPO reference)
         key["models"] = answer["models"]
     if kind.sampled:
@@ -167,6 +169,8 @@ def _items_part(plan: dict, study: str, axes: dict) -> dict:
         "dataset": axes["dataset"], "sha256": ds.get("sha256"), "fields": ds["fields"], "labels": ds["labels"],
         "partition": axes["partition"], "filters": filters, "limit": s["limit"],
     }
+    if ds.get("gold_is"):
+        part["gold_is"] = ds["gold_is"]
     if ds.get("study"):  # responses(STUDY): the cell's `reads` name the upstream cells
         part["study"] = ds["study"]
         if ds.get("pair"):

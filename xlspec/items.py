@@ -6,8 +6,9 @@ records of :mod:`xlspec.data`.
 
 The rules the checker holds every record to live here too, so that what it accepts is what
 the runtime reads: :func:`option_values` (a list of option columns may end in empty ones,
-an item with fewer options), :func:`gold_problem` (gold is an option label or, with
-letters, a 0-based index), :func:`is_text` (what a template field may hold).
+an item with fewer options), :func:`gold_problem` (gold is an option label, a 0-based
+index or an option text, as the dataset's ``gold_is`` says), :func:`is_text` (what a
+template field may hold).
 
 Filters are JSON-able trees:
 ``["field", name]``, ``["const", value]``, ``[op, left, right]`` for ``== != < <= > >= in``
@@ -212,7 +213,7 @@ def view(record: Record, dataset: dict, language: str, country: str | None) -> I
         values[name] = "" if value is None else str(value)
     item_id = str(_resolve(record.fields, fields["id"], language, country)) if "id" in fields else str(record.line)
     gold = _resolve(record.fields, fields["gold"], language, country) if "gold" in fields else None
-    gold = _gold_label(gold, labels)
+    gold = gold_label(gold, labels, opts, dataset.get("gold_is"))
     if "targets" in fields:
         raw = _resolve(record.fields, fields["targets"], language, country)
         targets = [str(t) for t in raw] if isinstance(raw, list) else ([str(raw)] if raw is not None else [])
@@ -240,14 +241,37 @@ def option_values(value: Any, mapping: dict) -> list:
     return value if isinstance(value, list) else []
 
 
-def _gold_label(gold: Any, labels: list[str]) -> str | None:
+GOLD_READINGS = ("label", "index", "text")
+"""How a gold value names the right option: its ``label`` (A, B, ... or 1, 2, ...), its
+0-based ``index`` (a whole number) or its ``text`` (equal to one option's text)."""
+
+
+def gold_readings(gold: Any, labels: list[str], texts: list[str]) -> list[str]:
+    """The readings under which ``gold`` names one of these options (see :data:`GOLD_READINGS`)."""
+    out = []
+    if is_text(gold) and str(gold).strip():
+        if normalize_label(gold) in {normalize_label(label) for label in labels}:
+            out.append("label")
+        if _is_index(gold) and 0 <= gold < len(labels):
+            out.append("index")
+        if str(gold).strip() in {t.strip() for t in texts}:
+            out.append("text")
+    return out
+
+
+def gold_label(gold: Any, labels: list[str], texts: list[str], reading: str | None) -> str | None:
+    """The label of the option ``gold`` names under ``reading`` (the dataset's ``gold_is``);
+    the value as text where it names none (a reference answer without options, or a value
+    the checker reported)."""
     if gold is None:
         return None
     text = str(gold).strip()
-    if labels and text not in labels and _is_index(gold):
-        # A 0-based option index where labels are letters.
-        if 0 <= gold < len(labels) and labels[0] == "A":
-            return labels[gold]
+    if reading == "index" and _is_index(gold) and 0 <= gold < len(labels):
+        return labels[gold]
+    if reading == "text":
+        hit = next((i for i, t in enumerate(texts) if t.strip() == text), None)
+        if hit is not None and hit < len(labels):
+            return labels[hit]
     return text
 
 
@@ -261,11 +285,11 @@ def is_text(value: Any) -> bool:
     return isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
-def gold_problem(gold: Any, labels: list[str]) -> str | None:
-    """Why ``gold`` is not a gold answer for an item with these option labels (None when it
-    is one).  With options, gold is an option label (compared as ``accuracy`` compares
-    labels: case, width and digit script aside) or, where labels are letters, a 0-based
-    option index; without options it is the reference text."""
+def gold_problem(gold: Any, labels: list[str], texts: list[str] = (), reading: str | None = "label") -> str | None:
+    """Why ``gold`` is not a gold answer for an item with these options under ``reading``
+    (None when it is one).  With options, gold is read as the dataset's ``gold_is`` says
+    (:data:`GOLD_READINGS`; labels compare as ``accuracy`` compares them: case, width and
+    digit script aside); without options it is the reference text."""
     if gold is None:
         return "is null"
     if not is_text(gold):
@@ -274,11 +298,11 @@ def gold_problem(gold: Any, labels: list[str]) -> str | None:
         return "is empty"
     if not labels:
         return None
-    if _is_index(gold) and labels[0] == "A" and 0 <= gold < len(labels):
-        return None
-    if normalize_label(gold) in {normalize_label(label) for label in labels}:
+    if reading in gold_readings(gold, labels, list(texts)):
         return None
     span = f"{labels[0]}-{labels[-1]}" if len(labels) > 1 else labels[0]
-    if labels[0] == "A":
-        return f"is neither an option label ({span}) nor a 0-based option index (0-{len(labels) - 1})"
+    if reading == "index":
+        return f"is not a 0-based option index (0-{len(labels) - 1})"
+    if reading == "text":
+        return "is not the text of one of the item's options"
     return f"is not an option label ({span})"

@@ -34,8 +34,9 @@ class EngineRequest:
     """An answer kind (:mod:`xlspec.answers`)."""
     options: tuple[str, ...] = ()
     """``options``: the option labels ("1".."4", "A".."D"); the engine reads each label's
-    probability at the answer position.  ``loglik`` and ``classify``: the option texts,
-    scored as continuations of the prompt or matched to a classifier's labels.  ``reward``
+    probability at the answer position.  ``loglik``: the continuations scored after the
+    prompt (the answer's separator, then each option text).  ``classify``: the option texts,
+    matched to a classifier's labels.  ``reward``
     and ``implicit_reward``: the candidate responses (``a``, then ``b``)."""
     max_tokens: int = 16
     temperature: float = 0.0
@@ -229,7 +230,9 @@ def cell_requests(plan: Plan, cell: Cell, data: DataCache, limit: int | None = N
                 candidates, order = pairwise.shown(answer, item.values, item.item_id, sampling["seed"])
                 text = fewshot + render(prompt_part["template"], values | candidates, prompt_part["instruction"])
             if kind.request_options == "texts":
-                options = tuple(item.option_texts)
+                # a loglik continuation is the separator and the option text
+                separator = (answer.get("args") or {}).get("separator", "")
+                options = tuple(separator + text for text in item.option_texts)
             elif kind.request_options == "candidates":
                 options = tuple(item.values.get(f, "") for f in reward.candidate_fields(answer))
             else:

@@ -84,6 +84,8 @@ class PlanDataset(_Model):
     """How many records the file has (``responses``: known once the upstream study ran)."""
     fields: dict[str, FieldMap]
     labels: str
+    gold_is: str | None = None
+    """How ``gold`` names the right option: ``label``, ``index`` or ``text``."""
     scale: tuple[float, float] | None = None
     study: str | None = None
     """``responses``: the study whose responses are the items."""

@@ -37,6 +37,9 @@ class DatasetSpec(_Model):
     fields: dict[str, FieldMap]
     scale: tuple[float, float] | None = None
     labels: Literal["numbers", "letters"] = "letters"
+    gold_is: Literal["label", "index", "text"] | None = None
+    """How ``gold`` names the right option (:data:`xlspec.items.GOLD_READINGS`), as the spec
+    says or the checker reads it off every record; None without options or gold."""
     study: str | None = None
     """``responses(STUDY)``: the upstream study whose responses are the items."""
     pair: str | None = None
@@ -141,7 +144,6 @@ class AnswerSpec(_Model):
     """``generate``: the answer parser's name (:mod:`xlspec.parsers`)."""
     parser_args: dict[str, Any] | None = None
     """The parser's arguments (``regex``: the pattern), absent for parsers that take none."""
-    normalize: bool = False
     args: dict[str, Any] | None = None
     """Arguments of kinds that take more (``pairwise``: the candidate fields ``a`` and ``b``,
     the scores of a tie and of an unreadable verdict, ``swap``)."""

@@ -30,8 +30,10 @@ class EngineResult:
     variants such as "A" and " A" summed in probability space).  ``loglik``: the sum of the
     option text's token log-probabilities."""
     option_probs: dict[str, float] | None = None
-    """Probabilities renormalised over the options (they sum to 1).  For ``loglik`` this is
-    the softmax over length-normalised log-likelihoods (mean per token)."""
+    """``options`` and ``classify``: probabilities renormalised over the options (they sum to
+    1).  ``loglik`` leaves them to the answer's normalisation (the results row has them)."""
+    option_tokens: dict[str, float] | None = None
+    """``loglik``: each continuation's number of tokens."""
     scores: dict[str, float] | None = None
     """``reward``: each candidate's reward (``a``, ``b``).  ``implicit_reward``: each
     candidate's summed log-probability under the policy (``a``, ``b``) and the reference
@@ -103,6 +105,10 @@ class EngineInfo:
     """The environment variable a model's key is read from (API engines), or None."""
     local: bool = True
     """It runs the model's weights here (GPUs, CPU threads); False for a client of a server."""
+    computes_as: str | None = None
+    """The engine whose answers this one computes, where it is a variant of it (a test
+    double that injects faults): a run on it keeps that engine's identity, so its answers
+    are that engine's."""
     refuses: Callable[[ModelSpec, str], tuple[str, str] | None] | None = None
     """For a model and a request kind the engine serves in general: why this model cannot
     (reason, hint), or None.  (The openai engine serves ``loglik`` only through plain

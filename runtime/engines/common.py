@@ -119,14 +119,23 @@ def prepare(tokenizer, request: EngineRequest, index: int, max_len: int) -> Prep
     item = Prepared(index, request, ids, text=text)
     if request.kind == "options":
         item.variants = label_variants(tokenizer, tuple(request.options))
-    elif request.kind in ("loglik", "implicit_reward"):
+    elif request.kind == "loglik":
         if not request.options:
-            raise RequestError(f"a {request.kind} request needs {'option texts' if request.kind == 'loglik' else 'candidate responses'}")
+            raise RequestError("a loglik request needs option texts")
+        item.prompt_ids, item.continuations = encode_pair(tokenizer, text, request.options, not request.chat)
+        ids = item.prompt_ids
+        if not ids:
+            raise RequestError("the prompt is empty: a continuation needs a context to follow")
+        if not all(item.continuations):
+            raise RequestError("an option text is empty")
+    elif request.kind == "implicit_reward":
+        if not request.options:
+            raise RequestError("an implicit_reward request needs candidate responses")
         item.continuations = [
             tokenizer.encode(option, add_special_tokens=False) for option in request.options
         ]
         if not all(item.continuations):
-            raise RequestError("an option text is empty" if request.kind == "loglik" else "a candidate response is empty")
+            raise RequestError("a candidate response is empty")
     elif request.kind != "generate":
         raise RequestError(f"unknown answer kind {request.kind!r}")
     elif request.max_tokens < 1:
@@ -141,6 +150,22 @@ def prepare(tokenizer, request: EngineRequest, index: int, max_len: int) -> Prep
             f"prompt is {longest} tokens after templating; the model's max length is {max_len}"
         )
     return item
+
+
+def encode_pair(tokenizer, context: str, continuations, add_special_tokens: bool) -> tuple[list[int], list[list[int]]]:
+    """The context's token ids and each continuation's, as lm-evaluation-harness splits them:
+    whitespace that ends the context moves to the start of the continuation, and a
+    continuation's ids are those of context + continuation after the context's own ids, so
+    a token that spans the boundary is tokenized as in running text.  The model reads the
+    context's ids followed by the continuation's."""
+    stripped = context.rstrip()
+    moved = context[len(stripped):]
+    context_ids = tokenizer.encode(stripped, add_special_tokens=add_special_tokens)
+    out = []
+    for continuation in continuations:
+        whole = tokenizer.encode(stripped + moved + continuation, add_special_tokens=add_special_tokens)
+        out.append(whole[len(context_ids):])
+    return context_ids, out
 
 
 def _prepare_classifier(tokenizer, request: EngineRequest, index: int, max_len: int) -> Prepared:
@@ -246,21 +271,18 @@ def options_result(item: Prepared, label_logprobs: dict[str, float]) -> EngineRe
 
 
 def loglik_result(item: Prepared, sums: list[float]) -> EngineResult:
-    """``sums``: per option, the summed log-probability of its tokens.  The probabilities are
-    the softmax over the mean per-token log-likelihoods, so long options are not punished
-    for their length."""
+    """``sums``: per option, the summed log-probability of its tokens."""
     return loglik_scores(item.request.request_id, list(item.request.options), sums, [len(c) for c in item.continuations], len(item.prompt_ids))
 
 
 def loglik_scores(request_id: str, options: list[str], sums: list[float], lengths: list[int], prompt_tokens: int) -> EngineResult:
-    """A ``loglik`` answer from each option's summed log-probability and token count."""
-    means = {o: s / n for o, s, n in zip(options, sums, lengths)}
-    probs = softmax(means)
+    """A ``loglik`` answer: each continuation's summed log-probability and its number of
+    tokens.  Which option it chooses is the answer's normalisation's to say
+    (:mod:`xlspec.answers.loglik`), so one answer serves every normalisation."""
     return EngineResult(
         request_id=request_id,
-        response=max(probs, key=probs.__getitem__),
         option_logprobs=dict(zip(options, sums)),
-        option_probs=probs,
+        option_tokens={o: float(n) for o, n in zip(options, lengths)},
         prompt_tokens=prompt_tokens,
         output_tokens=0,
         finish_reason="loglik",
@@ -323,21 +345,32 @@ def dispatch(engine, group: list[Prepared]) -> list[EngineResult]:
     return method(group)
 
 
-def by_kind(items: list[Prepared], max_group: int | None = None) -> list[list[Prepared]]:
-    """Group requests by answer kind, shortest prompts first (less padding), in groups of at
-    most ``max_group`` model sequences (a loglik request counts one per option)."""
+def by_kind(items: list[Prepared], max_group: int | None = None, max_tokens: int | None = None, size: Callable[[Prepared], tuple[int, int]] | None = None) -> list[list[Prepared]]:
+    """Group requests by answer kind, shortest first (less padding), in groups of at most
+    ``max_group`` model rows and, where ``size`` gives each request's (rows, tokens per
+    row), at most ``max_tokens`` padded tokens (rows x the widest row).  Without ``size`` a
+    loglik request counts one row per option."""
     groups: list[list[Prepared]] = []
+
+    def rows_width(item: Prepared) -> tuple[int, int]:
+        if size is not None:
+            return size(item)
+        return max(1, len(item.continuations), len(item.sequences)), len(item.prompt_ids)
+
     for kind in sorted({i.request.kind for i in items}):
-        same = sorted((i for i in items if i.request.kind == kind), key=lambda i: len(i.prompt_ids))
+        same = sorted((i for i in items if i.request.kind == kind), key=lambda i: rows_width(i)[1])
         group: list[Prepared] = []
-        size = 0
+        rows = width = 0
         for item in same:
-            n = max(1, len(item.continuations), len(item.sequences))
-            if group and max_group is not None and size + n > max_group:
+            n, w = rows_width(item)
+            over_rows = max_group is not None and rows + n > max_group
+            over_tokens = max_tokens is not None and (rows + n) * max(width, w) > max_tokens
+            if group and (over_rows or over_tokens):
                 groups.append(group)
-                group, size = [], 0
+                group, rows, width = [], 0, 0
             group.append(item)
-            size += n
+            rows += n
+            width = max(width, w)
         if group:
             groups.append(group)
     return groups

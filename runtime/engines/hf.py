@@ -41,7 +41,10 @@ class HFEngine:
         self.model = loader.from_pretrained(path, dtype=self._dtype(path)).to(self.device)
         self.model.eval()
         self.max_len = config.model.max_model_len or getattr(self.model.config, "max_position_embeddings", None) or self.tokenizer.model_max_length
-        self.batch_size = int(config.settings.get("batch_size", 16))
+        # A forward pass takes up to `batch_size` sequences and `batch_tokens` tokens, padding
+        # included (past a few thousand tokens a CPU gains nothing from a larger pass).
+        self.batch_size = max(1, config.model.batch_size)
+        self.batch_tokens = int(config.settings.get("batch_tokens") or (32768 if self.device.type == "cuda" else 4096))
         generation = getattr(self.model, "generation_config", None)
         eos = generation.eos_token_id if generation is not None else None
         eos = eos if isinstance(eos, list) else [eos]
@@ -114,7 +117,7 @@ class HFEngine:
         return common.run_batch(
             batch,
             lambda request, i: common.prepare(self.tokenizer, request, i, self.max_len),
-            lambda items: common.by_kind(items, self.batch_size),
+            lambda items: common.by_kind(items, self.batch_size, self.batch_tokens, _row_width),
             self._run_group,
         )
 
@@ -248,6 +251,58 @@ class HFEngine:
         return results
 
     def _loglik(self, group: list[Prepared]) -> list[EngineResult]:
+        """Every continuation of an item in one row after its prompt, which is computed once:
+        the row is the prompt, then each continuation, and a 4D attention mask lets each
+        continuation see the prompt and its own earlier tokens only, at the positions it
+        would have alone.  An item with k options costs its prompt once instead of k times
+        (lm-eval runs prompt + option k times)."""
+        rows = [_packed_row(item) for item in group]
+        width = max(len(ids) for ids, _, _ in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        positions = torch.zeros((len(rows), width), dtype=torch.long)
+        segments = torch.full((len(rows), width), -1, dtype=torch.long)  # -1 padding, 0 prompt, i option i
+        for r, (row_ids, row_pos, row_seg) in enumerate(rows):
+            ids[r, width - len(row_ids):] = torch.tensor(row_ids)
+            positions[r, width - len(row_ids):] = torch.tensor(row_pos)
+            segments[r, width - len(row_ids):] = torch.tensor(row_seg)
+        key_seg, query_seg = segments[:, None, :], segments[:, :, None]
+        allowed = torch.ones((width, width), dtype=torch.bool).tril()[None] & (key_seg >= 0) & ((key_seg == 0) | (key_seg == query_seg))
+        allowed |= torch.eye(width, dtype=torch.bool)[None]  # a padding row attends to itself
+        dtype = self.model.dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+        # Left padding puts every row's continuations at its end: the last (their tokens + 1)
+        # positions hold every logit a continuation token is predicted from.
+        keep = max(sum(len(c) for c in item.continuations) + 1 for item in group)
+        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), position_ids=positions.to(self.device), use_cache=False, logits_to_keep=keep)
+        logits = out.logits.float()
+        # (row, kept position it is predicted from, token) for every continuation token
+        at_row, at_pos, tokens, owner = [], [], [], []
+        n = 0
+        for r, item in enumerate(group):
+            last = width - len(rows[r][0]) + len(item.prompt_ids) - 1  # the prompt's last token
+            start = last + 1
+            for cont in item.continuations:
+                # a continuation's first token follows the prompt, the others its own tokens
+                before = [last] + list(range(start, start + len(cont) - 1))
+                at_row += [r] * len(cont)
+                at_pos += [p - (width - keep) for p in before]
+                tokens += cont
+                owner += [n] * len(cont)
+                start += len(cont)
+                n += 1
+        picked = logits[torch.tensor(at_row), torch.tensor(at_pos)]
+        token_logprobs = picked.gather(-1, torch.tensor(tokens, device=picked.device)[:, None]).squeeze(-1) - torch.logsumexp(picked, dim=-1)
+        sums = torch.zeros(n, dtype=torch.float64).index_add_(0, torch.tensor(owner), token_logprobs.double().cpu()).tolist()
+        results, start = [], 0
+        for item in group:
+            k = len(item.continuations)
+            results.append(common.loglik_result(item, sums[start : start + k]))
+            start += k
+        return results
+
+    def _loglik_separately(self, group: list[Prepared]) -> list[EngineResult]:
+        """Each continuation in a row of its own after its prompt (an implicit reward's
+        candidates, whose rows are long and few)."""
         seqs = [item.prompt_ids + cont for item in group for cont in item.continuations]
         conts = [cont for item in group for cont in item.continuations]
         ids, mask, positions = self._pad_left(seqs)
@@ -265,7 +320,6 @@ class HFEngine:
             results.append(common.loglik_result(item, sums[start : start + n]))
             start += n
         return results
-
 
     # ---- classifier heads and reference models -----------------------------------------
 
@@ -298,7 +352,7 @@ class HFEngine:
         tokenizer and chat setting)."""
         from dataclasses import replace
 
-        policy = self._loglik(group)
+        policy = self._loglik_separately(group)
         by_reference: dict[str, list[int]] = {}
         for row, item in enumerate(group):
             by_reference.setdefault(item.request.reference or "", []).append(row)
@@ -333,6 +387,30 @@ def _part(model) -> int:
     """Requests per engine call: ``run`` works in chunks of the model's ``batch_size``, so
     calls of that size compute exactly what one large call would."""
     return max(1, model.batch_size)
+
+
+def _packed_row(item: Prepared) -> tuple[list[int], list[int], list[int]]:
+    """A loglik item's row: (token ids, positions, segment: 0 the prompt, i the i-th option)."""
+    n = len(item.prompt_ids)
+    ids, positions, segments = list(item.prompt_ids), list(range(n)), [0] * n
+    for i, cont in enumerate(item.continuations, 1):
+        ids += cont
+        positions += range(n, n + len(cont))
+        segments += [i] * len(cont)
+    return ids, positions, segments
+
+
+def _row_width(item: Prepared) -> tuple[int, int]:
+    """(rows, tokens per row) a request takes in a forward pass: a loglik item is one packed
+    row, a generation its prompt and its token budget, a classifier input its longest."""
+    kind = item.request.kind
+    if kind == "loglik":
+        return 1, len(item.prompt_ids) + sum(len(c) for c in item.continuations)
+    if kind == "implicit_reward":
+        return len(item.continuations), len(item.prompt_ids) + max(len(c) for c in item.continuations)
+    if item.sequences:
+        return len(item.sequences), max(len(s) for s in item.sequences)
+    return 1, len(item.prompt_ids) + (item.request.max_tokens if kind == "generate" else 0)
 
 
 def _prompt_key(request: EngineRequest) -> tuple:

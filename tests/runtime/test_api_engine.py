@@ -88,7 +88,8 @@ def test_loglik_counts_the_option_tokens_whatever_text_comes_before():
     assert result.error is None
     # tokens: <s>, The, capital, is, option words...; logprobs -0.5 per position from "The"
     assert result.option_logprobs == {" Paris": -2.0, " the city of Lyon": -2.0 - 2.5 - 3.0 - 3.5}
-    assert result.response == " Paris"
+    # the token counts go with the sums, so every normalisation can be read off the answer
+    assert result.option_tokens == {" Paris": 1, " the city of Lyon": 4}
 
 
 def test_a_retry_after_that_is_not_a_number_is_ignored_and_a_bad_key_is_never_sent():

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from support.fake_engine import FakeEngine
-from xlspec.runtime.engines import ENGINES, make_engine
+from xlspec.runtime.engines import ENGINES, common, make_engine
 from xlspec.runtime.engines.base import EngineConfig, EngineRequest, EngineResult
 from xlspec.runtime.engines.common import Prepared, by_kind, run_batch
 from xlspec.spec import ModelSpec
@@ -83,7 +83,7 @@ def test_fake_engine_is_registered_and_deterministic():
     assert first[0] == second[0]
     assert_options_result(first[0], DIGITS)
     assert first[1].error and first[1].response is None
-    assert first[2].finish_reason == "loglik" and set(first[2].option_probs) == {" x", " y"}
+    assert first[2].finish_reason == "loglik" and set(first[2].option_logprobs) == set(first[2].option_tokens) == {" x", " y"}
     assert first[3].error is None and first[3].response in {f"Answer: {x}" for x in LETTERS}
     # another engine object, without the marker: the same answers, and no failure
     again = FakeEngine().run(batch)
@@ -163,10 +163,32 @@ def test_hf_options_sum_to_one(hf, labels):
 def test_hf_loglik_prefers_the_right_continuation(hf):
     request = EngineRequest("l", "The capital of France is", "loglik", options=PARIS, chat=False)
     result = hf.run([request])[0]
-    assert result.response == " Paris"
+    assert max(result.option_logprobs, key=result.option_logprobs.get) == " Paris"
     assert result.option_logprobs[" Paris"] > result.option_logprobs[" banana"]
-    assert math.isclose(sum(result.option_probs.values()), 1.0)
-    assert result.finish_reason == "loglik"
+    assert result.finish_reason == "loglik" and all(n >= 1 for n in result.option_tokens.values())
+
+
+@pytest.mark.slow
+def test_hf_scores_an_items_options_in_one_row_as_it_would_one_by_one(hf):
+    """Each item's prompt is computed once for all its options (one packed row, a 4D mask):
+    the sums equal those of prompt + option run row by row, for options of different
+    lengths, prompts of different lengths in one batch, and a prompt ending in a space."""
+    requests = [
+        EngineRequest("a", "The capital of France is", "loglik", options=(" Paris", " the city of Lyon on the Rhone", " banana"), chat=False),
+        EngineRequest("b", "Question: What do bees make?\nAnswer:", "loglik", options=(" Honey", " Silk", " Wool and milk"), chat=False),
+        EngineRequest("c", "2 + 2 = ", "loglik", options=("4", "5", "22"), chat=False),
+    ]
+    items = [common.prepare(hf.tokenizer, r, i, hf.max_len) for i, r in enumerate(requests)]
+    import torch
+
+    with torch.inference_mode():
+        packed, separate = hf._loglik(items), hf._loglik_separately(items)
+    for p, s in zip(packed, separate):
+        assert p.option_tokens == s.option_tokens
+        for option, value in s.option_logprobs.items():
+            assert p.option_logprobs[option] == pytest.approx(value, abs=1e-4)
+    # the prompt's trailing space moved into the continuation, as lm-eval tokenizes it
+    assert hf.tokenizer.decode(items[2].prompt_ids) == "2 + 2 =" and hf.tokenizer.decode(items[2].continuations[0]) == " 4"
 
 
 @pytest.mark.slow
@@ -232,7 +254,7 @@ def test_vllm_loglik_and_errors(vllm_engine):
         EngineRequest("ok", "Say hi.", "generate", max_tokens=3),
     ]
     loglik, long, top_p, ok = vllm_engine.run(batch)
-    assert loglik.response == " Paris" and loglik.error is None
+    assert max(loglik.option_logprobs, key=loglik.option_logprobs.get) == " Paris" and loglik.error is None
     assert "max length" in long.error
     assert "top_p" in top_p.error
     assert ok.error is None and ok.output_tokens > 0

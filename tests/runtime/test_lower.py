@@ -156,6 +156,22 @@ def test_limit_caps_items(project):
     assert {len(r) for r in lower(plan, path, limit=99).values()} == {ITEMS * ANSWERS}
 
 
+def test_loglik_normalisations_share_requests_and_the_separator_is_part_of_them(project):
+    def loglik_ids(answer, name):
+        plan, path = project.compile(answer=answer, name=name)
+        reqs = lower(plan, path)[("plain", "fr")]
+        return [cr.request.request_id for cr in reqs], reqs
+
+    both, reqs = loglik_ids("loglik + loglik(normalize = chars)", "both")
+    # two normalisations read one request per item: computed once
+    assert both[::2] == both[1::2] and len(set(both)) == len(both) // 2
+    assert [cr.answer["args"]["normalize"] for cr in reqs[:2]] == ["none", "chars"]
+    plain, _ = loglik_ids("loglik(normalize = tokens)", "tokens")
+    assert plain == both[::2]
+    newline, reqs = loglik_ids('loglik(separator = "\\n")', "newline")
+    assert reqs[0].request.options[0].startswith("\n") and not set(newline) & set(plain)
+
+
 def test_loglik_carries_option_texts_and_options_carry_labels(project):
     plan, path = project.compile(answer="options + loglik")
     for (_framing, lang), reqs in lower(plan, path).items():
@@ -165,7 +181,8 @@ def test_loglik_carries_option_texts_and_options_carry_labels(project):
                 assert cr.request.options == ("A", "B")
             else:
                 assert cr.request.kind == "loglik"
-                assert cr.request.options == tuple(OPTIONS[lang][i])
+                # each continuation is lm-eval's default separator, a space, then the option
+                assert cr.request.options == tuple(" " + o for o in OPTIONS[lang][i])
             assert cr.request.max_tokens == 4 and cr.request.chat is True
             assert cr.answer["kind"] == cr.request.kind
     # the options request is the same one whichever other kinds the study asks for

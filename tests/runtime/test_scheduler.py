@@ -10,8 +10,9 @@ scheduler then starts two engine actors per model (round-robin over them is exer
 and the actors skip ``torch.set_num_threads``, which the CPU branch runs in every actor
 (importing torch there costs ~4 s per actor and run).  The CPU branch is covered by the
 end-to-end runs in test_run.py.  The plans are compiled from a tiny spec in a temporary
-folder; the engine is chosen with ``engine_override`` (the engine name is not part of any
-request id), which also lets a run use a failing variant of the fake engine.
+folder; the engine is chosen with ``engine_override``, which also lets a run use a failing
+variant of the fake engine (the engine is part of a model's identity, so expected request
+ids are those of the plan on that engine).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from support.projects import FRAMINGS, ITEMS, Project, new_project
 from xlspec import plan as planmod
 from xlspec.diff import diff_plans
 from xlspec.lower import DataCache, cell_requests
-from xlspec.runtime.scheduler import Progress, RunReport, is_complete, run_plan
+from xlspec.runtime.scheduler import Progress, RunReport, is_complete, run_plan, with_engine
 
 ANSWERS = 2  # options + generate
 BASE_REQUESTS = 2 * 2 * ITEMS * ANSWERS  # 2 framings x 2 languages
@@ -97,7 +98,10 @@ def run(project: Project, plan_path: str, engine: str = "fake", limit: int | Non
     return Outcome(report, stored_ids(project, answer_files(project) - before), manifest, log.getvalue())
 
 
-def plan_request_ids(plan, path, cells=None) -> set[str]:
+def plan_request_ids(plan, path, cells=None, engine: str | None = "fake") -> set[str]:
+    """The plan's request ids as a run on ``engine`` computes them (the engine is part of a
+    model's identity)."""
+    plan = with_engine(plan, engine)[0]
     data = DataCache(plan, path)
     return {cr.request.request_id for c in (plan.cells if cells is None else cells) for cr in cell_requests(plan, c, data)}
 
@@ -166,6 +170,28 @@ def test_a_no_op_rerun_computes_nothing(base, tmp_path):
     assert again.stored == [] and again.computed == 0
     assert again.manifest["models"]["m"]["cached"] == BASE_REQUESTS
     assert again.results()[["request_id", "response", "parsed_answer"]].equals(first[["request_id", "response", "parsed_answer"]])
+
+
+def test_another_engine_computes_its_own_answers_and_says_so(base, tmp_path):
+    """Regression: `--engine vllm` over a store of hf answers computed nothing and labelled
+    the hf answers `engine=vllm`.  The engine is part of a model's identity."""
+    project = copy_project(base[0], tmp_path / "p")
+    path = str(project.build / "tiny.plan.json")
+    plan = planmod.load(path)
+    twin = fake_engine.twin()
+    other = run(project, path, engine=twin)
+    # every request computed again, under ids of its own, and the rows name the engine
+    assert other.computed == len(other.stored) == BASE_REQUESTS
+    assert set(other.stored) == plan_request_ids(plan, path, engine=twin)
+    assert not set(other.stored) & plan_request_ids(plan, path)
+    assert set(other.results()["engine"]) == {twin} and other.manifest["models"]["m"]["engine"] == twin
+    # its cell files sit beside the plan's own engine's, which stay as they were
+    assert cell_files(project) == sorted([f"{c.id}.parquet" for c in plan.cells] + [f"{c.id}.engine-{twin}.parquet" for c in plan.cells])
+    assert is_complete(path, str(project.runs), twin) and not is_complete(path, str(project.runs))
+    # each engine's answers stay in the store: switching back computes nothing
+    assert run(project, path, engine=twin).computed == 0
+    back = run(project, path)
+    assert back.computed == 0 and set(back.results()["engine"]) == {"fake"}
 
 
 def test_the_same_request_in_several_cells_is_computed_once(ray_cluster, tmp_path):

@@ -34,8 +34,8 @@ framing rubric {
   en = "Question: {question}\\nAnswer: {response}\\nScore 0-4."
   fr = "Question : {question}\\nRéponse : {response}\\nNote 0-4."
 }
-model writer = hf("builtin:smollm2-135m-instruct")
-model judge_model = hf("builtin:smollm2-135m-instruct") { dtype = float32 }
+model writer = fake("builtin:smollm2-135m-instruct")
+model judge_model = fake("builtin:smollm2-135m-instruct") { dtype = float32 }
 study gen { model = writer  dataset = prompts  language = [en, fr]  framing = ask  answer = generate }
 dataset answers = responses(gen) { generator = model }
 study judge { model = judge_model  dataset = answers  language = [en, fr]  framing = rubric  answer = generate }
@@ -243,8 +243,8 @@ PARTS = """experiment stages "Generate, then judge"
 dataset prompts = jsonl("prompts.jsonl") { id = id  question = question[lang]  partition = level }
 framing ask { en = "Answer briefly: {question}"  fr = "Répondez : {question}" }
 framing rubric { en = "Question: {question}\\nAnswer: {response}\\nScore 0-4."  fr = "Question : {question}\\nRéponse : {response}\\nNote 0-4." }
-model writer = hf("builtin:smollm2-135m-instruct")
-model judge_model = hf("builtin:smollm2-135m-instruct") { dtype = float32 }
+model writer = fake("builtin:smollm2-135m-instruct")
+model judge_model = fake("builtin:smollm2-135m-instruct") { dtype = float32 }
 study gen { model = writer  dataset = prompts  language = [en, fr]  framing = ask  partition = [easy, hard]  answer = generate }
 dataset answers = responses(gen) { generator = model  level = partition }
 study judge { model = judge_model  dataset = answers  language = [en, fr]  framing = rubric  where = level == "hard"  answer = generate }

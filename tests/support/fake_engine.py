@@ -80,8 +80,12 @@ class FakeEngine:
         result.option_probs = {o: w / total for o, w in weights.items()}
         # "raw" values leave 10% of the probability to the rest of the vocabulary
         result.option_logprobs = {o: math.log(0.9 * p) for o, p in result.option_probs.items()}
-        result.response = max(weights, key=weights.__getitem__)
         result.finish_reason = r.kind
+        if r.kind == "loglik":  # the sums and token counts; the answer's normalisation chooses
+            result.option_probs = None
+            result.option_tokens = {o: float(len(o.split()) or 1) for o in r.options}
+            return result
+        result.response = max(weights, key=weights.__getitem__)
         return result
 
 
@@ -89,11 +93,11 @@ def load(config: EngineConfig, fail_marker: str | None = None) -> FakeEngine:
     return FakeEngine(config, fail_marker=fail_marker)
 
 
-def _register(name: str, summary: str, loader) -> EngineInfo:
+def _register(name: str, summary: str, loader, computes_as: str | None = None) -> EngineInfo:
     existing = ENGINES.get(name)
     if existing is not None:
         return existing
-    return EngineInfo(name=name, summary=summary, load=loader, answers=ANSWERS, chunk=256).register()
+    return EngineInfo(name=name, summary=summary, load=loader, answers=ANSWERS, chunk=256, computes_as=computes_as).register()
 
 
 FAKE = _register("fake", "deterministic test engine: answers from a sha256 of the prompt", load)
@@ -104,11 +108,18 @@ def failing(marker: str) -> str:
     the ``fail_marker`` setting does), registered on first use.  For runs through the
     scheduler, whose ``EngineConfig.settings`` come from the machine (``XLSPEC_VLLM_ARGS``),
     not from the test: run the plan with ``engine_override=failing("BOOM")``, then with
-    ``engine_override="fake"``.  The engine name is not part of any request id (request ids
-    read the plan's model), so both runs share their answers."""
+    ``engine_override="fake"``.  It computes as ``fake`` (``EngineInfo.computes_as``), so both
+    runs have the same request ids and share their answers."""
     name = f"fake-fail-{marker}"
-    _register(name, f"the fake engine, failing prompts that contain {marker!r}", functools.partial(load, fail_marker=marker))
+    _register(name, f"the fake engine, failing prompts that contain {marker!r}", functools.partial(load, fail_marker=marker), computes_as="fake")
     return name
+
+
+def twin() -> str:
+    """An engine that answers as ``fake`` does but is another engine (its answers are its
+    own), registered on first use."""
+    _register("fake-twin", "another engine with the fake engine's answers", load)
+    return "fake-twin"
 
 
 def _pickle_by_value() -> None:

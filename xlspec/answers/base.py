@@ -32,10 +32,12 @@ class Param:
     name: str
     kind: str
     """``parser`` (an answer parser, ``option_letter`` or ``regex("...")``), ``bool``,
-    ``field`` (a field the dataset maps), ``number`` or ``model`` (a model the spec
-    declares)."""
+    ``field`` (a field the dataset maps), ``number``, ``model`` (a model the spec
+    declares), ``choice`` (one of ``choices``, written as a name) or ``text`` (a string)."""
     summary: str
     default: Any = None
+    choices: tuple[str, ...] = ()
+    """``choice``: the names it takes."""
     optional: bool = False
     """A ``field`` or ``model`` that may be left out (else one without a default is
     required)."""
@@ -65,6 +67,9 @@ class AnswerKind:
     name: responses a reward model scores)."""
     identity_args: tuple[str, ...] = field(default=())
     """Arguments that change what the engine computes, so they go into the request id."""
+    request_rule: int = 0
+    """The version of how engines compute this kind's answer, in its request ids where not 0:
+    raised when that changes, so answers stored under the older rule are not reused."""
     engine_kind: str | None = None
     """The kind of request an engine serves for it, where that is another kind's
     (``pairwise`` is a ``generate`` request whose prompt shows two candidates)."""

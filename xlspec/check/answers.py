@@ -107,6 +107,26 @@ def resolve_answers(s: ast.Setting | None, datasets: list[DatasetSpec], diags: D
                     values[p.name] = value
                 else:
                     values.setdefault("args", {})[p.name] = value
+            elif p.kind == "choice":
+                value = p.default
+                if isinstance(given, ast.Bool) and p.name == "normalize":
+                    # `normalize = true` once meant per token, while lm-eval's acc_norm is per
+                    # character: the name has to say which
+                    if given.value:
+                        diags.error("E014", f"`{name}`'s `{p.name}` names how: {', '.join(p.choices)}", span_of(given), hint="chars is lm-eval's acc_norm, tokens the mean per-token log-likelihood")
+                    else:
+                        value = "none"
+                elif given is not None:
+                    text = given.parts[0].text if isinstance(given, ast.Ref) and given.is_name else given.value if isinstance(given, ast.Str) else None
+                    if text not in p.choices:
+                        diags.error("E014", f"`{name}`'s `{p.name}` is one of {', '.join(p.choices)}", span_of(given), hint=did_you_mean(str(text or ""), list(p.choices), p.summary))
+                    else:
+                        value = text
+                values.setdefault("args", {})[p.name] = value
+            elif p.kind == "text":
+                if given is not None and not isinstance(given, ast.Str):
+                    diags.error("E014", f"`{name}`'s `{p.name}` is a string in quotes", span_of(given), hint=p.summary)
+                values.setdefault("args", {})[p.name] = given.value if isinstance(given, ast.Str) else p.default
             elif p.kind == "model":
                 ref = given.parts[0].text if isinstance(given, ast.Ref) and given.is_name else None
                 if given is None:

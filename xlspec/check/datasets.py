@@ -25,7 +25,7 @@ from .. import ast
 from ..tables import CONFIG_LANGUAGE, HubUnavailable, language_configs, read_dataset
 from ..data import DataError, Record, decode, json_key_col, json_type, line_text, read_bytes, read_records, short, value_col_in_line
 from ..diagnostics import Diagnostics, Span, suggest
-from ..items import LIST_FIELDS, SPECIAL_FIELDS, empty, gold_problem, is_text, max_options, option_values, record_languages
+from ..items import GOLD_READINGS, LIST_FIELDS, SPECIAL_FIELDS, empty, gold_problem, gold_readings, is_text, max_options, option_values, record_languages
 from ..normalize import normalize_label
 from ..prompt import option_labels
 from ..spec import DatasetSpec, FieldMap
@@ -188,8 +188,16 @@ def _dataset(d: ast.Decl, folder: str, root_spec: str, allow_outside_data: bool,
     fields: dict[str, FieldMap] = {}
     scale = None
     labels = None
+    gold_is: tuple[str, Span | None] | None = None
     for s in d.body.settings if d.body else ():
         key = s.key.text
+        if key == "gold_is":
+            name = s.value.parts[0].text if isinstance(s.value, ast.Ref) and s.value.is_name else None
+            if name in GOLD_READINGS:
+                gold_is = (name, s.value.span)
+            else:
+                diags.error("E014", "gold_is is `label` (A or 1), `index` (0-based) or `text` (the option's text)", span_of(s.value), hint=did_you_mean(name or "", list(GOLD_READINGS), None))
+            continue
         if key == "scale":
             scale = _scale(s.value, diags)
             continue
@@ -214,8 +222,57 @@ def _dataset(d: ast.Decl, folder: str, root_spec: str, allow_outside_data: bool,
         scale=scale, labels=labels or ("numbers" if scale else "letters"), hub_id=rel if is_hub_id else None,
         config=config if isinstance(config, str) and read is None else None, configs=read, split=hub.get("split"), revision=hub.get("revision"),
     )
+    if "gold" in fields and "options" in fields:
+        spec = spec.model_copy(update={"gold_is": _gold_reading(d, spec, records, gold_is, diags)})
+    elif gold_is is not None:
+        diags.error("E014", "gold_is says how gold names an option; this dataset maps no `options`" if "gold" in fields else "gold_is says how `gold` is read; this dataset maps no `gold`", gold_is[1])
     check_records(d, spec, records, shown, diags)
     return spec, records
+
+
+def _gold_reading(d: ast.Decl, spec: DatasetSpec, records: list[Record], declared: tuple[str, Span | None] | None, diags: Diagnostics) -> str:
+    """How gold names the right option: as the spec says, else the one reading every record
+    fits (a label, a 0-based index or an option's text).  Where two fit every record (a
+    whole number with `labels = numbers`: the label 1 or the index 1?) the spec has to say;
+    where none does, labels, and the records that are not one are reported."""
+    if declared is not None:
+        return declared[0]
+    fits = dict.fromkeys(GOLD_READINGS, 0)
+    total = 0
+    first_line = None
+    for r in records:
+        for labels, texts, value in _gold_options(r, spec):
+            total += 1
+            for reading in gold_readings(value, labels, texts):
+                fits[reading] += 1
+            first_line = first_line or r.line
+    every = [g for g in GOLD_READINGS if total and fits[g] == total]
+    if len(every) > 1:
+        span = next((s.value.span for s in d.body.settings if s.key.text == "gold"), d.name.span) if d.body else d.name.span
+        both = " or ".join(f"`{g}`" for g in every)
+        diags.error(
+            "E014", f"gold can be read as an option {' or as an option '.join(every)} in every record: say which with gold_is = {both}", span,
+            hint="with labels = numbers a whole number is both a label (1 = the first option) and a 0-based index (1 = the second)",
+        )
+    # none fits every record: read labels (the default), and the records that are not one
+    # are reported
+    return every[0] if every else "label"
+
+
+def _gold_options(r: Record, spec: DatasetSpec):
+    """(labels, option texts, gold value) of a record, per language where they vary."""
+    fields = spec.fields
+    golds = {sub: value for sub, value, _present in _values(r, fields["gold"])}
+    opts = fields["options"]
+    subs = set(golds) - {None}
+    if isinstance(opts.source, str) and opts.index is not None:
+        subs |= {str(k) for k, v in (r.fields.get(opts.source) or {}).items() if not empty(v)} if isinstance(r.fields.get(opts.source), dict) else set()
+    for sub in sorted(subs) or [None]:
+        value = golds.get(sub, golds.get(None))
+        texts = [str(t) for t in _option_texts(r, opts, sub) if t is not None and t != ""]
+        if value is None or not texts:
+            continue
+        yield option_labels(len(texts), spec.labels), texts, value
 
 
 def _scale(v: ast.Expr, diags: Diagnostics) -> tuple[float, float] | None:
@@ -375,7 +432,7 @@ def check_records(d: ast.Decl, spec: DatasetSpec, records: list[Record], shown: 
                 if name == "id":
                     _check_id(value, present, src, line, p)
                 elif name == "gold":
-                    _check_gold(value, present, src, sub, counts, spec.labels, "options" in fields, r, fields, line, p)
+                    _check_gold(value, present, src, sub, counts, spec.labels, "options" in fields, r, fields, line, p, spec.gold_is)
                 elif name == "targets":
                     _check_targets(value, present, ref, src, sub, line, p)
                 elif name == "human":
@@ -500,7 +557,7 @@ def _labels_for(sub: str | None, counts: dict[str | None, int], style: str) -> l
 
 
 def _check_gold(value: object, present: bool, src: str | None, sub: str | None, counts: dict[str | None, int], style: str, has_options: bool,
-                r: Record, fields: dict[str, FieldMap], line: int, p: _Problems) -> None:
+                r: Record, fields: dict[str, FieldMap], line: int, p: _Problems, reading: str | None = "label") -> None:
     ref = _ref(src, sub)
     if not present or value is None:
         what = f"has no `{src}`" if not present else f"has a null {ref}"
@@ -509,20 +566,22 @@ def _check_gold(value: object, present: bool, src: str | None, sub: str | None, 
     if has_options and not counts:
         return  # the options are reported (or the item has none in this language)
     for labels in _labels_for(sub, counts, style) if has_options else [[]]:
-        why = gold_problem(value, labels)
+        opts = fields.get("options")
+        texts = _option_texts(r, opts, sub) if opts is not None and labels else []
+        why = gold_problem(value, labels, texts, reading)
         if why is None:
             continue
         shown = f"gold `{short(value)}` ({ref})" if str(value).strip() else f"gold ({ref})"
-        if labels and isinstance(value, str):
-            opts = fields.get("options")
-            texts = _option_texts(r, opts, sub) if opts is not None else []
+        if labels and isinstance(value, str) and reading == "label":
             hit = next((i for i, t in enumerate(texts) if normalize_label(t) == normalize_label(value)), None)
             if hit is not None and hit < len(labels):
-                p.add(("gold", "text"), line, f"{shown} is the text of option {labels[hit]}, not an option label", src, sub, hint=f"gold names the option's label (`{labels[hit]}`), or its 0-based index where labels are letters")
+                p.add(("gold", "text"), line, f"{shown} is the text of option {labels[hit]}, not an option label", src, sub, hint=f"gold names the option's label (`{labels[hit]}`); where every gold is an option's text, say gold_is = text")
                 return
         hint = None
         if labels:
-            hint = f"gold is an option label ({', '.join(labels[:4])}{', ...' if len(labels) > 4 else ''})" + (" or a 0-based index" if labels[0] == "A" else "")
+            readings = gold_readings(value, labels, texts)
+            hint = f"gold is read as an option {reading} (gold_is = {reading}); this value would fit gold_is = {readings[0]}" if readings else (
+                f"the options are {', '.join(labels[:4])}{', ...' if len(labels) > 4 else ''}")
         p.add(("gold", why), line, f"{shown} {why}", src, sub, hint=hint)
         return
 

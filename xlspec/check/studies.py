@@ -217,7 +217,19 @@ def _study(d: ast.Decl, scope: Scope, upstream: dict[str, UpstreamFacts], diags:
     attributes = {n: dict(m.attributes) for n, _ in models if (m := scope.models.get(n)) is not None}
     extra_axes = ({f for ds in data if ds is not None for f in ds.fields if f not in SPECIAL_FIELDS and f != "options"}
                   | {k for a in attributes.values() for k in a}) - axes
+    # A loglik answer's normalisation is a row axis: each of the study's normalisations reads
+    # the same answers, and metrics report each apart.
+    normalizations = sorted({(a.args or {}).get("normalize", "none") for a in answers if a.kind == "loglik"})
+    if normalizations:
+        extra_axes = extra_axes | {"normalize"}
     group_by = _group_by(settings.get("group_by"), axes, diags, extra_axes)
+    logliks = [a for a in answers if a.kind == "loglik"]
+    if len(logliks) > len(normalizations):
+        diags.error("E004", "two loglik answers of this study read their answers the same way", span_of(settings["answer"].value), hint="give each loglik answer its own normalize (one separator per study)")
+    if normalizations and settings.get("group_by") is None:
+        group_by.append("normalize")
+    elif len(normalizations) > 1 and "normalize" not in group_by:
+        diags.error("E014", f"the study scores loglik answers {len(normalizations)} ways ({', '.join(normalizations)}); group_by must include `normalize`", span_of(settings["group_by"].value), hint="else each item counts once per normalisation")
     # The values a metric's contrast (axis = a - b) may name, for every axis whose values are
     # names or codes (those of integer axes are not checked).
     named = {

@@ -65,7 +65,7 @@ STUDY_SETTINGS: dict[str, str] = {
     "fewshot": "the dataset the few-shot examples come from",
     "seeds": "sampling seeds (an axis when more than one)",
     "samples": "answers sampled per item and sampled answer kind",
-    "answer": "the answer kinds, joined with +: generate(parser = ...), options, loglik(normalize = true)",
+    "answer": "the answer kinds, joined with +: generate(parser = ...), options, loglik(normalize = chars)",
     "metrics": "the metrics to compute, names or calls: accuracy, consistency(over = language)",
     "group_by": "the axes metrics are reported by (default: every axis of the study)",
     "limit": "at most this many items per cell (the first ones)",
@@ -75,7 +75,7 @@ STUDY_SETTINGS: dict[str, str] = {
 
 DATASET_FIELDS: dict[str, str] = {
     "id": "the item's id, which pairs an item across languages (required)",
-    "gold": "the correct answer: an option label, or a 0-based option index where labels are letters",
+    "gold": "the correct answer: an option label, a 0-based option index or an option text (see `gold_is`); without options, the reference text",
     "targets": "acceptable answers (a list), for metrics that compare text",
     "human": "a human distribution over the option labels (an object or a list)",
     "partition": "the value the study's `partition` axis selects items by",
@@ -91,6 +91,7 @@ kinds that score options need it; templates show it as ``{options}``."""
 DATASET_SETTINGS: dict[str, str] = {
     "scale": "an ordinal scale for the option numbers: ordinal(MIN, MAX)",
     "labels": "how options are labelled: `letters` (A, B, ...; the default) or `numbers` (1, 2, ...; the default with a scale)",
+    "gold_is": "how `gold` names the right option: `label` (A or 1), `index` (0-based) or `text` (the option's text); read off the data where only one fits every record",
 }
 """Dataset settings that map no field."""
 
