@@ -119,7 +119,7 @@ class TreeMeter:
     """Samples a process and its descendants: CPU seconds (each process's last reading,
     summed) and the peak of their summed PSS."""
 
-    def __init__(self, pid: int, every: float = 0.2):
+    def __init__(self, pid: int, every: float = 0.5):
         self.root = psutil.Process(pid)
         self.cpu: dict[int, float] = {}
         self.peak = 0
@@ -175,7 +175,9 @@ def lmeval_samples(out_dir: pathlib.Path, tasks: list[str]) -> dict:
             for line in f:
                 s = json.loads(line)
                 lls = [float(r[0][0]) for r in s["resps"]]
-                found[(lang, s["doc"]["id"])] = (lls, float(s["acc"]), float(s["acc_norm"]), s["arguments"][0][0] if isinstance(s["arguments"][0], list) else s["arguments"]["gen_args_0"]["arg_0"])
+                args = s["arguments"]
+                context = args["gen_args_0"]["arg_0"] if isinstance(args, dict) else args[0][0]
+                found[(lang, s["doc"]["id"])] = (lls, float(s["acc"]), float(s["acc_norm"]), context)
     return found
 
 
@@ -240,7 +242,7 @@ def main() -> int:
             print(f"run {i + 1} {tool:8s} wall {r['wall']:6.1f} s  cpu {r['cpu']:6.1f} s  peak PSS {r['pss_gb']:.2f} GB", flush=True)
             if tool == "xlspec":
                 for line in r["log"].splitlines():
-                    if "loaded in" in line or "ray start" in line or "requests/s" in line and "(" in line:
+                    if "loaded in" in line or "ray start" in line or ("requests/s" in line and "(" in line) or "result rows" in line or "wrote build" in line:
                         print("    " + line.strip())
     med = {t: {k: statistics.median(r[k] for r in rs) for k in ("wall", "cpu", "pss_gb")} for t, rs in results.items()}
     for t, m in med.items():

@@ -10,10 +10,13 @@ that control directly; a Ray Data pipeline would hide the boundaries we persist 
 The graph: for each model (model-major), one engine actor per GPU group (``tensor_parallel``
 GPUs each; one CPU actor when Ray sees no GPU), requests sorted by answer kind and prompt
 text (so prompts sharing a prefix reach vLLM together and its prefix cache hits), cut into
-batches (``EngineInfo.chunk``: one answer file each) and engine calls (``EngineInfo.part``:
-the ``hf`` engine's ``batch_size``, a whole batch for vLLM), each call sent to the actor with
-the fewest in flight.  Engine calls are pure functions of their input, so Ray retries them
-on actor failure (``max_task_retries``).
+batches (``EngineInfo.chunk``: one answer file each) and engine calls (``EngineInfo.part``;
+a whole batch for vLLM and hf), each call sent to the actor with the fewest in flight.
+Engine calls are pure functions of their input, so Ray retries them on actor failure
+(``max_task_retries``).  An engine with a ``deliver`` hook (hf) hands over each forward
+pass's answers while its call runs: the driver takes them with its progress polls
+(every 0.5 s) and journals them at once, so a kill loses the pass in progress, seconds of
+work, however large the call.
 
 Ctrl-C (SIGINT) asks the run to stop: the driver polls Ray with a short timeout, so it
 notices within a second, stops sending work, keeps every answer that came back (the journal
@@ -154,24 +157,38 @@ class EngineActor:
 
         self._call: int | None = None
         self._done = 0
+        self._finished: list[EngineResult] = []
+        self._lock = threading.Lock()
 
     def ready(self) -> tuple[float, str | None]:
         return self.load_seconds, self.load_error
 
     def run(self, batch: list[EngineRequest], call: int | None = None) -> list[EngineResult]:
-        """Answer one engine call; ``call`` names it in :meth:`progress`."""
-        self._call, self._done = call, 0
+        """Answer one engine call; ``call`` names it in :meth:`progress`.  Returns every
+        answer, those already handed over by :meth:`progress` included."""
+        with self._lock:
+            self._call, self._done, self._finished = call, 0, []
         if hasattr(self.engine, "progress"):
             self.engine.progress = self._advance
+        if hasattr(self.engine, "deliver"):
+            self.engine.deliver = self._deliver
         return self.engine.run(batch)
 
     def _advance(self, n: int) -> None:
         self._done += n
 
-    def progress(self) -> tuple[int | None, int]:
-        """(the call being answered, how many of its requests are done so far).  Runs in a
-        concurrency group of its own (see :func:`_actor_class`), beside ``run``."""
-        return self._call, self._done
+    def _deliver(self, results: list[EngineResult]) -> None:
+        with self._lock:
+            self._finished.extend(results)
+
+    def progress(self) -> tuple[int | None, int, list[EngineResult]]:
+        """(the call being answered, how many of its requests are done so far, the answers
+        it finished since the last call), so the driver stores answers as they come rather
+        than when the whole call returns.  Runs in a concurrency group of its own (see
+        :func:`_actor_class`), beside ``run``."""
+        with self._lock:
+            finished, self._finished = self._finished, []
+            return self._call, self._done, finished
 
 
 def _actor_class(ray):
@@ -181,7 +198,7 @@ def _actor_class(ray):
 
     class _EngineActor(EngineActor):
         @ray.method(concurrency_group="progress")
-        def progress(self) -> tuple[int | None, int]:
+        def progress(self) -> tuple[int | None, int, list[EngineResult]]:
             return super().progress()
 
     _EngineActor.__name__ = _EngineActor.__qualname__ = "EngineActor"
@@ -562,11 +579,41 @@ def _ray_init(address: str | None):
     return ray, time.perf_counter() - started
 
 
+_STOPPING: threading.Event | None = None
+"""Set once a shutdown started by :func:`begin_ray_shutdown` is over."""
+
+
+def begin_ray_shutdown() -> None:
+    """Start disconnecting from Ray in the background (a second or two for a local cluster),
+    so work that needs no Ray goes on meanwhile; :func:`shutdown_ray` waits for it."""
+    global _STOPPING
+    ray = sys.modules.get("ray")
+    if _STOPPING is not None or ray is None or not ray.is_initialized():
+        return
+    done = _STOPPING = threading.Event()
+
+    def stop() -> None:
+        try:
+            ray.shutdown()
+        except Exception:  # noqa: BLE001 - nothing left to save
+            pass
+        done.set()
+
+    threading.Thread(target=stop, name="xlspec-ray-shutdown", daemon=True).start()
+
+
 def shutdown_ray(timeout: float = 10.0, quiet: bool = False) -> bool:
     """Disconnect from Ray (stopping the local cluster this process started) within
     ``timeout`` seconds; False where Ray did not answer in time (the caller then exits
     without waiting for it).  ``quiet`` (after Ctrl-C, with engine calls still in flight)
     keeps Ray's own log lines about the calls it drops off the terminal."""
+    global _STOPPING
+    if _STOPPING is not None:
+        stopping, _STOPPING = _STOPPING, None
+        try:
+            return stopping.wait(timeout)
+        except KeyboardInterrupt:
+            return False
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return True
@@ -906,9 +953,25 @@ def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: J
     calls = [pending[i : i + part] for b in range(0, len(pending), chunk) for i in range(b, min(b + chunk, len(pending)), part)]
     progress.start(config.name, len(pending), mr.cells)
     in_flight: dict = {}  # ref -> (call number, actor index, requests)
+    kinds: dict[int, dict[str, str]] = {}  # call number -> request id -> answer kind
+    delivered: dict[int, set[str]] = {}  # call number -> ids of the answers taken before it returned
     load = [0] * len(actors)
     next_call = answered = 0
     started = time.perf_counter()
+
+    def take(results: list[EngineResult], kind_of: dict[str, str]) -> int:
+        """Journal answers (so a kill loses only what is not back yet), count them, and
+        write the cells they complete."""
+        mr.stored += journal.add(results)
+        for r in results:
+            if r.error is None:
+                mr.prompt_tokens += r.prompt_tokens
+                mr.output_tokens += r.output_tokens
+                mr.generated += "text" in ANSWER_KINDS[kind_of[r.request_id]].provides
+        mr.computed += len(results)
+        mr.infer_seconds = time.perf_counter() - started
+        cells.answered(results)
+        return len(results)
     try:
         while next_call < len(calls) or in_flight:
             if stop.requested:
@@ -916,31 +979,29 @@ def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: J
             while next_call < len(calls) and len(in_flight) < IN_FLIGHT * len(actors):
                 a = min(range(len(actors)), key=load.__getitem__)
                 in_flight[actors[a].run.remote(calls[next_call], next_call)] = (next_call, a, calls[next_call])
+                kinds[next_call] = {r.request_id: r.kind for r in calls[next_call]}
                 load[a] += 1
                 next_call += 1
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_S)
             if not done:
-                # Nothing came back: show how far the calls being answered are.
+                # Nothing came back: store what the calls being answered have finished, and
+                # show how far they are.
+                within, finished = _in_call(ray, actors, in_flight, delivered)
+                for call, results in finished:
+                    delivered.setdefault(call, set()).update(r.request_id for r in results)
+                    answered += take(results, kinds[call])
                 mr.infer_seconds = time.perf_counter() - started
-                progress.update(config.name, answered + _in_call(ray, actors, in_flight), mr)
+                progress.update(config.name, answered + within, mr)
                 continue
             for ref in done:
-                _n, a, batch = in_flight.pop(ref)
+                n, a, batch = in_flight.pop(ref)
                 load[a] -= 1
                 try:
                     results = ray.get(ref)
                 except Exception as e:  # noqa: BLE001 - the actor died twice: these requests fail
                     results = [EngineResult(r.request_id, error=f"engine failure: {_cause(e)}") for r in batch]
-                mr.stored += journal.add(results)
-                for req, r in zip(batch, results):
-                    if r.error is None:
-                        mr.prompt_tokens += r.prompt_tokens
-                        mr.output_tokens += r.output_tokens
-                        mr.generated += "text" in ANSWER_KINDS[req.kind].provides
-                mr.computed += len(results)
-                mr.infer_seconds = time.perf_counter() - started
-                cells.answered(results)
-                answered += len(results)
+                taken = delivered.pop(n, set())
+                answered += take([r for r in results if r.request_id not in taken], kinds.pop(n))
                 progress.update(config.name, answered, mr)
         for a in actors:
             ray.kill(a)
@@ -948,16 +1009,27 @@ def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: J
         progress.finish()
 
 
-def _in_call(ray, actors, in_flight: dict) -> int:
-    """Requests done so far within the calls the actors are answering (engines that report
-    progress within a call; 0 for the others, or where an actor does not answer at once)."""
+def _in_call(ray, actors, in_flight: dict, delivered: dict[int, set[str]]) -> tuple[int, list[tuple[int, list[EngineResult]]]]:
+    """What the calls the actors are answering have done so far: (requests done and not yet
+    taken, [(call number, answers finished since the last poll)]).  Engines that report
+    progress within a call count; engines that hand over finished answers (the hf engine,
+    group by group) have them taken here, before their call returns.  (0, []) where an
+    actor does not answer at once."""
     sizes = {n: len(batch) for n, _a, batch in in_flight.values()}
     busy = sorted({a for _n, a, _b in in_flight.values()})
     try:
         reports = ray.get([actors[a].progress.remote() for a in busy], timeout=POLL_S)
     except Exception:  # noqa: BLE001 - progress is a nicety; the next poll tries again
-        return 0
-    return sum(min(done, sizes[call]) for call, done in reports if call in sizes)
+        return 0, []
+    within, finished = 0, []
+    for call, done, results in reports:
+        if call not in sizes:
+            continue
+        if results:
+            finished.append((call, results))
+        taken = len(delivered.get(call, ())) + len(results)
+        within += max(0, min(done, sizes[call]) - taken)
+    return within, finished
 
 
 def _cause(e: Exception) -> str:

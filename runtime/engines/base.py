@@ -93,10 +93,10 @@ class EngineInfo:
     part: Callable[[ModelSpec], int] | None = None
     """Requests per engine call, where smaller than a batch: the actor gets a batch in calls
     of this many requests, and each call's answers are journaled as soon as it returns, so a
-    kill loses at most the calls in flight and progress moves call by call.  Make it the
-    engine's own unit of work (the ``hf`` engine's ``batch_size``), so splitting costs no
-    throughput.  None: one call per batch (an engine that schedules the whole batch itself,
-    as vLLM does).  ``XLSPEC_PART`` overrides it."""
+    kill loses at most the calls in flight and progress moves call by call.  None: one call
+    per batch (an engine that schedules the whole batch itself, as vLLM does, or one that
+    hands over its answers within a call, as the ``hf`` engine does forward pass by forward
+    pass through its ``deliver`` hook).  ``XLSPEC_PART`` overrides it."""
 
     pinned_by: Callable[[ModelSpec], str | None] | None = None
     """What pins a model's answers beside its source (the results' ``model_revision``);

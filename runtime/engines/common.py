@@ -299,13 +299,15 @@ def run_batch(
     prepare_one: Callable[[EngineRequest, int], Prepared],
     groups: Callable[[list[Prepared]], list[list[Prepared]]],
     run_group: Callable[[list[Prepared]], list[EngineResult]],
+    deliver: Callable[[list[EngineResult]], None] | None = None,
 ) -> list[EngineResult]:
     """The engines' common ``run``: tokenize and check every request (failures become error
     results), split the rest into groups the model runs in one go, and run each group,
     timing it.  If a group's model call fails, its halves are retried, down to single
     requests, so only the request that fails alone carries the error (a group of n with one
     bad request costs about 2·log2(n) extra calls, not n).  Results come back in request
-    order."""
+    order; ``deliver`` (where given) also gets each group's results as it finishes, and
+    the requests that failed before reaching the model first."""
     results: list[EngineResult | None] = [None] * len(batch)
     ready: list[Prepared] = []
     for i, request in enumerate(batch):
@@ -313,11 +315,18 @@ def run_batch(
             ready.append(prepare_one(request, i))
         except Exception as exc:  # noqa: BLE001 - any failure belongs to this request only
             results[i] = error_result(request, exc)
+    if deliver is not None:
+        failed = [r for r in results if r is not None]
+        if failed:
+            deliver(failed)
     for group in groups(ready):
-        for item, result in zip(group, _run_timed(group, run_group)):
+        out = _run_timed(group, run_group)
+        for item, result in zip(group, out):
             if result.engine_prompt is None:
                 result.engine_prompt = item.text
             results[item.index] = result
+        if deliver is not None:
+            deliver(out)
     return results  # type: ignore[return-value]
 
 

@@ -623,13 +623,14 @@ def test_kill_9_keeps_the_answers_of_the_batch_in_flight(tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_9_of_a_real_run_loses_only_the_calls_in_flight(tmp_path, builtin_model):
-    """The demo through the hf engine, killed once two engine calls (8 requests each) of a
-    64-request batch are journaled: the resumed run seals them and computes only the rest,
-    and every request is stored exactly once."""
+def test_kill_9_of_a_real_run_loses_only_the_pass_in_progress(tmp_path, builtin_model):
+    """The demo through the hf engine, one engine call per 64-request batch, killed once 16
+    answers are journaled: the engine hands over each forward pass's answers while its call
+    runs, so they are on disk before the call returns.  The resumed run seals them and
+    computes only the rest, and every request is stored exactly once."""
     project = tmp_path / "proj"
     shutil.copytree(os.path.join(ROOT, "specs"), project / "specs")
-    run_env = dict(os.environ, XLSPEC_PLAIN_PROGRESS="1", XLSPEC_CHUNK="64", XLSPEC_PART="8")
+    run_env = dict(os.environ, XLSPEC_PLAIN_PROGRESS="1", XLSPEC_CHUNK="64")
     subprocess.run(XLSPEC + ["compile", "specs/demo.xls"], cwd=project, env=run_env, check=True, capture_output=True)
     args = XLSPEC + ["run", "build/demo.plan.json", "--limit", "3", "--no-report"]
     journal = project / "runs" / ".store" / "journal"
@@ -686,11 +687,16 @@ def test_the_hf_engine_reports_every_request_of_a_call(builtin_model):
     try:
         told = []
         engine.progress = told.append
-        prompts = [f"What is {i} plus {i}?\nA. {2 * i}\nB. {2 * i + 1}" for i in range(6)]
+        handed = []
+        engine.deliver = handed.append
+        prompts = [f"What is {i} plus {i}?\nA. {2 * i}\nB. {2 * i + 1}" for i in range(12)]
         batch = [EngineRequest(f"{k}{i}", p, k, options=("A", "B"), max_tokens=3) for i, p in enumerate(prompts) for k in ("generate", "options")]
         results = engine.run(batch)
         assert all(r.error is None for r in results)
         assert sum(told) == len(batch) and len(told) > 1
+        # the generations are handed over pass by pass (8 sequences at most), as they finish
+        assert [len(h) for h in handed] == [8, 4]
+        assert sorted(r.request_id for h in handed for r in h) == sorted(r.request_id for r in results if r.request_id.startswith("generate"))
     finally:
         engine.close()
 
