@@ -84,7 +84,7 @@ def _run_plans(plans: list[str], args) -> int:
     from .scheduler import RunError, StalePlan, begin_ray_shutdown, run_plan
 
     status = EXIT_OK
-    for path in plans:
+    for i, path in enumerate(plans):
         try:
             report = run_plan(path, runs_dir=args.runs_dir, store_dir=args.store, limit=args.limit, address=args.address, engine_override=args.engine)
         except PlanError as e:
@@ -106,7 +106,7 @@ def _run_plans(plans: list[str], args) -> int:
             _err(f"{path}: stopped by Ctrl-C: {done:,} of {len(report.plan.cells):,} cells done, {report.stored:,} answers stored by this run; nothing computed is lost.")
             _err(f"  run `{resume_command(path, args)}` to resume: it computes only what is missing")
             return EXIT_INTERRUPTED
-        if path == plans[-1]:
+        if i == len(plans) - 1:
             begin_ray_shutdown()  # the reports need no Ray: it stops while they render
         if not args.no_report:
             status = max(status, _report(report.run_dir, report.plan, path))

@@ -280,10 +280,9 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
     req, item = cr.request, cr.item
     kind = ANSWER_KINDS[cr.answer.get("kind", req.kind)]
     probs, logprobs, option_tokens = result.option_probs, result.option_logprobs, None
-    normalize = chosen = None
-    response = result.response
+    normalize = (cr.answer.get("args") or {}).get("normalize", "none") if kind.name == "loglik" else None
+    chosen, response = None, result.response
     if kind.name == "loglik" and result.error is None:
-        normalize = (cr.answer.get("args") or {}).get("normalize", "none")
         probs, logprobs, option_tokens, chosen, response = loglik_maps(req, item, result, normalize)
     elif kind.request_options == "texts" and item.labels:
         # The engine scored option texts; results speak in option labels.
@@ -335,7 +334,7 @@ def make_row(plan: Plan, cell: Cell, cr: CellRequest, result: EngineResult, engi
         "upstream": upstream or None,
         "sample": cr.sample,
         "answer_kind": kind.name,
-        "normalize": normalize if kind.name == "loglik" else None,
+        "normalize": normalize,
         "prompt": req.prompt,
         "response": response,
         "parsed_answer": parsed,
@@ -988,8 +987,11 @@ def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: J
                 # show how far they are.
                 within, finished = _in_call(ray, actors, in_flight, delivered)
                 for call, results in finished:
-                    delivered.setdefault(call, set()).update(r.request_id for r in results)
-                    answered += take(results, kinds[call])
+                    # a call Ray runs again (its actor died) hands its answers over again
+                    taken = delivered.setdefault(call, set())
+                    fresh = [r for r in results if r.request_id not in taken]
+                    taken.update(r.request_id for r in fresh)
+                    answered += take(fresh, kinds[call])
                 mr.infer_seconds = time.perf_counter() - started
                 progress.update(config.name, answered + within, mr)
                 continue

@@ -210,6 +210,12 @@ def test_a_gold_answer_that_is_an_option_text_says_which_label(project):
     assert ok.spec.datasets["qa"].gold_is == "text"
 
 
+def test_a_declared_gold_text_must_be_an_option_in_every_language(project):
+    result = project([item(1, answer="three")], mapping=MAPPING + "  gold_is = text")
+    _, _, _, _, message, hint = only(result)
+    assert "is not the text of one of the item's options in `fr`" in message and "gold = answer[lang]" in hint
+
+
 def test_gold_with_number_labels(project):
     ok = project([item(1, answer=2), item(2, answer="4")], mapping=MAPPING + "  labels = numbers")
     assert ok.spec is not None, ok.text

@@ -47,7 +47,8 @@ REQUIRED_AXES: tuple[str, ...] = tuple(a.name for a in CELL_AXES if a.required)
 INTEGER_AXES: tuple[str, ...] = tuple(a.name for a in CELL_AXES + ROW_AXES if a.integer)
 RESULT_AXES: tuple[str, ...] = ("experiment", "study", *CELL_AXIS_NAMES, "item_id", *(a.name for a in ROW_AXES))
 """Result columns that identify what a row measured; a unit is an item under one value of
-each (metrics pair and resample on these)."""
+each but the answer kind and the normalisation, so an item's answers of several kinds are
+one unit (metrics pair and resample on units)."""
 GROUP_AXES: tuple[str, ...] = (*CELL_AXIS_NAMES, *(a.name for a in ROW_AXES))
 """Columns a metric can group by."""
 

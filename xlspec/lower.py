@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .answers import ANSWER_KINDS, pairwise, reward
+from .answers import ANSWER_KINDS, loglik, pairwise, reward
 from .axes import CELL_AXIS_NAMES
 from .data import Record
 from .tables import read_dataset
@@ -231,7 +231,7 @@ def cell_requests(plan: Plan, cell: Cell, data: DataCache, limit: int | None = N
                 text = fewshot + render(prompt_part["template"], values | candidates, prompt_part["instruction"])
             if kind.request_options == "texts":
                 # a loglik continuation is the separator and the option text
-                separator = (answer.get("args") or {}).get("separator", "")
+                separator = (answer.get("args") or {}).get("separator", loglik.DEFAULT_SEPARATOR)
                 options = tuple(separator + text for text in item.option_texts)
             elif kind.request_options == "candidates":
                 options = tuple(item.values.get(f, "") for f in reward.candidate_fields(answer))

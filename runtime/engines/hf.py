@@ -364,8 +364,15 @@ class HFEngine:
         results: list[EngineResult] = [None] * len(group)  # type: ignore[list-item]
         for name, rows in by_reference.items():
             reference = self._reference(name)
-            asked = [replace(group[r].request, kind="loglik", chat=reference.model_spec.chat) for r in rows]
-            for r, ref in zip(rows, reference._run(asked)):
+            # the reference reads each candidate as the policy does: tokenized on its own
+            asked = [replace(group[r].request, chat=reference.model_spec.chat) for r in rows]
+            scored = common.run_batch(
+                asked,
+                lambda request, i: common.prepare(reference.tokenizer, request, i, reference.max_len),
+                lambda items: [items],
+                reference._loglik_separately,
+            )
+            for r, ref in zip(rows, scored):
                 item, mine = group[r], policy[r]
                 if ref.error is not None:
                     results[r] = EngineResult(request_id=item.request.request_id, error=f"reference model `{name}`: {ref.error}")
@@ -401,7 +408,7 @@ def _packed_row(item: Prepared) -> tuple[list[int], list[int], list[int]]:
 
 def _row_width(item: Prepared) -> tuple[int, int]:
     """(rows, tokens per row) a request takes in a forward pass: a loglik item is one packed
-    row, a generation its prompt and its token budget, a classifier input its longest."""
+    row, a generation or an options request its prompt, a classifier input its longest."""
     kind = item.request.kind
     if kind == "loglik":
         return 1, len(item.prompt_ids) + sum(len(c) for c in item.continuations)
@@ -409,7 +416,8 @@ def _row_width(item: Prepared) -> tuple[int, int]:
         return len(item.continuations), len(item.prompt_ids) + max(len(c) for c in item.continuations)
     if item.sequences:
         return len(item.sequences), max(len(s) for s in item.sequences)
-    return 1, len(item.prompt_ids) + (item.request.max_tokens if kind == "generate" else 0)
+    # a generation's prompt: its decoding steps run one token per row
+    return 1, len(item.prompt_ids)
 
 
 def _prompt_key(request: EngineRequest) -> tuple:

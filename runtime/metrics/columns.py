@@ -525,8 +525,9 @@ class Columns:
         return self.cached(("scale",), make)
 
     def unit_codes(self, exclude: tuple[str, ...]) -> np.ndarray:
-        """One code per unit: rows equal on every axis but ``exclude`` and answer_kind."""
-        cols = [a for a in self.axes if a not in exclude and a != "answer_kind"]
+        """One code per unit: rows equal on every axis but ``exclude``, the answer kind and a
+        loglik answer's normalisation (an item's answers of several kinds are one unit)."""
+        cols = [a for a in self.axes if a not in exclude and a not in ("answer_kind", "normalize")]
 
         def make():
             if not cols:

@@ -83,3 +83,15 @@ def test_metric_rows_name_their_normalisation():
     out = compute_metrics(pd.DataFrame(rows), [{"name": "accuracy", "args": {}, "by": None, "label": "accuracy"}], ["model", "language", "normalize"], n_boot=10)
     got = {r.normalize: r.value for r in out.itertuples()}
     assert got == pytest.approx(ACCURACY) and set(out["n"]) == {3}
+
+
+def test_a_refusal_reads_the_loglik_probabilities_of_its_item():
+    """An item's generate and loglik answers are one unit (the normalisation, like the answer
+    kind, does not split it), so logit_leakage finds the loglik row of a refused answer."""
+    base = {"experiment": "e", "study": "s", "model": "m", "dataset": "d", "language": "en", "framing": "f", "sample": 0, "gold": "A", "error": None}
+    rows = []
+    for i in range(2):
+        rows.append(base | {"item_id": f"q{i}", "answer_kind": "generate", "normalize": None, "parsed_answer": None, "refused": True, "response": "I cannot help."})
+        rows.append(base | {"item_id": f"q{i}", "answer_kind": "loglik", "normalize": "none", "parsed_answer": "A", "option_probs": [("A", 0.9), ("B", 0.1)]})
+    out = compute_metrics(pd.DataFrame(rows), [{"name": "logit_leakage", "args": {}, "by": None, "label": "logit_leakage"}], ["model", "language"], n_boot=10)
+    assert list(out["value"]) == [1.0] and list(out["n"]) == [2]

@@ -269,7 +269,7 @@ def _gold_options(r: Record, spec: DatasetSpec):
         subs |= {str(k) for k, v in (r.fields.get(opts.source) or {}).items() if not empty(v)} if isinstance(r.fields.get(opts.source), dict) else set()
     for sub in sorted(subs) or [None]:
         value = golds.get(sub, golds.get(None))
-        texts = [str(t) for t in _option_texts(r, opts, sub) if t is not None and t != ""]
+        texts = _option_texts(r, opts, sub)
         if value is None or not texts:
             continue
         yield option_labels(len(texts), spec.labels), texts, value
@@ -568,6 +568,13 @@ def _check_gold(value: object, present: bool, src: str | None, sub: str | None, 
     for labels in _labels_for(sub, counts, style) if has_options else [[]]:
         opts = fields.get("options")
         texts = _option_texts(r, opts, sub) if opts is not None and labels else []
+        if reading == "text" and sub is None and opts is not None and opts.index is not None and isinstance(r.fields.get(opts.source), dict):
+            # one gold text for options per language: it has to be an option in each
+            for lang, options in r.fields[opts.source].items():
+                shown_texts = _option_texts(r, opts, str(lang))
+                if shown_texts and gold_problem(value, option_labels(len(shown_texts), style), shown_texts, "text"):
+                    p.add(("gold", "text-language"), line, f"gold `{short(value)}` ({ref}) is not the text of one of the item's options in `{lang}`", src, sub, hint="map the gold text per language (gold = answer[lang]) or give a label or index")
+                    return
         why = gold_problem(value, labels, texts, reading)
         if why is None:
             continue
