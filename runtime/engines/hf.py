@@ -298,12 +298,7 @@ class HFEngine:
         picked = logits[torch.tensor(at_row), torch.tensor(at_pos)]
         token_logprobs = picked.gather(-1, torch.tensor(tokens, device=picked.device)[:, None]).squeeze(-1) - torch.logsumexp(picked, dim=-1)
         sums = torch.zeros(n, dtype=torch.float64).index_add_(0, torch.tensor(owner), token_logprobs.double().cpu()).tolist()
-        results, start = [], 0
-        for item in group:
-            k = len(item.continuations)
-            results.append(common.loglik_result(item, sums[start : start + k]))
-            start += k
-        return results
+        return _per_item(group, sums)
 
     def _loglik_separately(self, group: list[Prepared]) -> list[EngineResult]:
         """Each continuation in a row of its own after its prompt (an implicit reward's
@@ -319,12 +314,7 @@ class HFEngine:
             logits.gather(-1, ids[:, -k:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
         ).cpu()
         sums = [token_logprobs[row, k - len(c) :].sum().item() for row, c in enumerate(conts)]
-        results, start = [], 0
-        for item in group:
-            n = len(item.continuations)
-            results.append(common.loglik_result(item, sums[start : start + n]))
-            start += n
-        return results
+        return _per_item(group, sums)
 
     # ---- classifier heads and reference models -----------------------------------------
 
@@ -393,6 +383,16 @@ class HFEngine:
         if name not in self._references:
             raise common.RequestError(f"reference model `{name}` is not known to this engine (recompile the plan)")
         return self._references[name]
+
+
+def _per_item(group: list[Prepared], sums: list[float]) -> list[EngineResult]:
+    """Each item's loglik answer from the sums of every continuation of the group, in order."""
+    results, start = [], 0
+    for item in group:
+        k = len(item.continuations)
+        results.append(common.loglik_result(item, sums[start : start + k]))
+        start += k
+    return results
 
 
 def _packed_row(item: Prepared) -> tuple[list[int], list[int], list[int]]:
