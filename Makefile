@@ -1,6 +1,7 @@
 # Two commands a newcomer needs (see README.md):
 #   make demo   set up .venv, compile specs/demo.xls and run it on the embedded model
-#   make test   set up .venv (with the test tools) and run the whole test suite
+#   make test   set up .venv (with the test tools) and run the whole test suite; the
+#               agreement test with lm-evaluation-harness needs it in .venv-lmeval/
 #
 # The environment is a virtualenv inside the checkout.  torch comes first (the CPU wheel, so
 # pip does not pull a CUDA build), then the CPU build of vLLM, whose torchvision, torchaudio
@@ -34,6 +35,7 @@ demo: setup
 
 test: setup
 	.ci/setup-system
+	$(BIN)/python bench/vs_lmeval.py --install
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -9,7 +9,7 @@ Prints, for one plan (default: the demo, with --limit):
      of the full run (skipped with --no-incremental, e.g. where specs cannot be compiled).
 
 With --engine vllm --bare-vllm the hand-written loop is a bare ``vllm.LLM.generate`` over the
-same chat-templated prompts and sampling parameters (the GPU comparison); add --dummy for
+same prompts and sampling parameters (the GPU comparison); add --dummy for
 random weights (``load_format="dummy"``) where the real weights cannot be carried.
 
     python bench/run_overhead.py [--limit 6] [--engine hf]
@@ -80,7 +80,8 @@ def hand_loop(plan, requests, engine: str, settings: dict) -> tuple[float, float
 
 
 def bare_vllm(plan, requests, llm_args: dict) -> tuple[float, float, int]:
-    """A bare LLM.generate over the same chat-templated prompts and sampling parameters, with
+    """A bare LLM.generate over the same prompts (chat-templated where the model chats) and
+    sampling parameters (a loglik request: one prompt + option per option), with
     the same extra ``vllm.LLM`` arguments xlspec was given (XLSPEC_VLLM_ARGS)."""
     import vllm
     from xlspec.runtime.models import resolve_model
@@ -94,6 +95,11 @@ def bare_vllm(plan, requests, llm_args: dict) -> tuple[float, float, int]:
     prompts, params = [], []
     for r in requests:
         text = tok.apply_chat_template([{"role": "user", "content": r.prompt}], tokenize=False, add_generation_prompt=True) if r.chat else r.prompt
+        if r.kind == "loglik":  # prompt + each option, scored by its prompt log-probabilities
+            for option in r.options:
+                prompts.append(text + option)
+                params.append(vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0))
+            continue
         prompts.append(text)
         if r.kind == "generate":
             params.append(vllm.SamplingParams(max_tokens=r.max_tokens, temperature=r.temperature, top_p=r.top_p, seed=r.seed))
@@ -148,7 +154,10 @@ def main() -> None:
         load, infer, tokens = bare_vllm(plan, requests, json.loads(env.get("XLSPEC_VLLM_ARGS", "{}")))
         what = "bare vllm.LLM.generate"
     else:
-        load, infer, tokens = hand_loop(plan, requests, args.engine, json.loads(env.get("XLSPEC_VLLM_ARGS", "{}")) if args.engine == "vllm" else {})
+        from xlspec.runtime.engines import ENGINES
+
+        var = ENGINES[args.engine].settings_env if args.engine in ENGINES else None
+        load, infer, tokens = hand_loop(plan, requests, args.engine, json.loads(env.get(var) or "{}") if var else {})
         what = f"hand-written loop over the {args.engine} engine"
     bare = load + infer
     print(f"\nrequests: {len(requests):,} unique ({model['computed']:,} computed by xlspec)")

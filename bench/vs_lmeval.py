@@ -14,8 +14,10 @@ lm-evaluation-harness (0.4.13, with its hf extra) is installed in a virtualenv o
 otherwise).
 
     python bench/vs_lmeval.py [--scale 1] [--runs 3] [--engine hf] [--batch-size 16]
+    python bench/vs_lmeval.py --install      # only set up .venv-lmeval/ (make test does)
 
-``--scale 10`` is the same job with ten times the items.
+``--scale 10`` is the same job with ten times the items.  ``tests/test_vs_lmeval.py`` runs
+the agreement check on a small job (:func:`compare`), so it cannot rot.
 """
 
 from __future__ import annotations
@@ -50,23 +52,28 @@ PER_SCALE = 48
 
 
 def ensure_lmeval() -> pathlib.Path:
+    """The ``lm_eval`` command of ``.venv-lmeval/``, installed first where the folder lacks
+    this version (a marker file names what was installed)."""
     exe = LMEVAL_VENV / "bin" / "lm_eval"
-    if not exe.exists():
-        print(f"installing {LMEVAL} into {LMEVAL_VENV} (once)", flush=True)
+    marker = LMEVAL_VENV / ".installed"
+    wanted = f"{TORCH} {LMEVAL}"
+    if not exe.exists() or not marker.exists() or marker.read_text(encoding="utf-8").strip() != wanted:
+        print(f"installing {LMEVAL} into {LMEVAL_VENV}", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(LMEVAL_VENV)], check=True)
         subprocess.run([str(LMEVAL_VENV / "bin" / "pip"), "install", "-q", TORCH, LMEVAL], check=True)
+        marker.write_text(wanted + "\n", encoding="utf-8")
     return exe
 
 
-def items(scale: int) -> list[dict]:
-    """Questions with their prompt and four choices per language and a 0-based gold index."""
+def items(n: int) -> list[dict]:
+    """``n`` questions with their prompt and four choices per language and a 0-based gold
+    index: the demo's 24 facts, then arithmetic."""
     out = []
     with open(ROOT / "specs" / "data" / "demo_facts.jsonl", encoding="utf-8") as f:
         for line in f:
             d = json.loads(line)
             out.append({"id": d["id"], "prompt": {lang: QA[lang].format(q=d["question"][lang]) for lang in LANGUAGES},
                         "choices": {lang: d["options"][lang] for lang in LANGUAGES}, "gold": "ABCD".index(d["answer"])})
-    n = PER_SCALE * scale
     k = 0
     while len(out) < n:
         a, b = 3 + (k * 7) % 89, 2 + (k * 13) % 97
@@ -80,9 +87,10 @@ def items(scale: int) -> list[dict]:
     return out[:n]
 
 
-def write_job(folder: pathlib.Path, scale: int, engine: str, batch_size: int, model_path: str) -> list[str]:
-    """The xlspec spec and data, and one lm-eval task per language; returns the task names."""
-    data = items(scale)
+def write_job(folder: pathlib.Path, n: int, engine: str = "hf", batch_size: int = 16) -> list[str]:
+    """The xlspec spec and data (``n`` items per language), and one lm-eval task per
+    language; returns the task names."""
+    data = items(n)
     with open(folder / "job.jsonl", "w", encoding="utf-8") as f:
         for d in data:
             f.write(json.dumps(d, ensure_ascii=False) + "\n")
@@ -211,33 +219,51 @@ def agreement(results: pathlib.Path, lm: dict) -> list[str]:
     return problems
 
 
+def commands(work: pathlib.Path, tasks: list[str], batch_size: int) -> dict[str, str]:
+    """The two tools' command lines for the job in ``work``; ``{out}`` is a run's folder."""
+    from xlspec.runtime.models import resolve_model
+
+    model_path = resolve_model(MODEL)
+    xlspec = pathlib.Path(sys.executable).parent / "xlspec"  # this environment's
+    return {
+        "lm-eval": (f"{LMEVAL_VENV / 'bin' / 'lm_eval'} --model hf --model_args pretrained={model_path},dtype=float32 --tasks {','.join(tasks)} "
+                    f"--include_path {work / 'tasks'} --device cpu --batch_size {batch_size} --log_samples --output_path {{out}}"),
+        "xlspec": f"{xlspec} compile job.xls && {xlspec} run build/job.plan.json --store {{out}}/store --runs-dir {{out}}",
+    }
+
+
+ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+"""Both tools run offline on the local model folder."""
+
+
+def compare(tasks: list[str], lm_out: pathlib.Path, xl_out: pathlib.Path) -> list[str]:
+    """What differs between the two runs' answers (nothing, where they agree)."""
+    return agreement(xl_out / "job" / "results.parquet", lmeval_samples(lm_out, tasks))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=int, default=1)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--engine", default="hf", choices=["hf", "vllm"])
     ap.add_argument("--batch-size", type=int, default=16, help="lm-eval's --batch_size, and the xlspec model's batch_size")
+    ap.add_argument("--install", action="store_true", help=f"only install {LMEVAL} into {LMEVAL_VENV.name}/ if it is not there")
     args = ap.parse_args()
-    exe = ensure_lmeval()
-    from xlspec.runtime.models import resolve_model
-
-    model_path = str(resolve_model(MODEL))
-    xlspec = ROOT / ".venv" / "bin" / "xlspec"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    ensure_lmeval()
+    if args.install:
+        return 0
     work = pathlib.Path(tempfile.mkdtemp(prefix="vs_lmeval_"))
-    tasks = write_job(work, args.scale, args.engine, args.batch_size, model_path)
-    n_items = PER_SCALE * args.scale * len(LANGUAGES)
-    print(f"job: {n_items} items ({PER_SCALE * args.scale} per language x {len(LANGUAGES)}), {4 * n_items} log-likelihood requests in lm-eval's terms; engine {args.engine}; {os.cpu_count()} CPUs", flush=True)
-    lm_cmd = (f"{exe} --model hf --model_args pretrained={model_path},dtype=float32 --tasks {','.join(tasks)} --include_path {work / 'tasks'} "
-              f"--device cpu --batch_size {args.batch_size} --log_samples --output_path {{out}}")
-    xl_cmd = f"{xlspec} compile job.xls && {xlspec} run build/job.plan.json --store {{out}}/store --runs-dir {{out}}"
+    per_language = PER_SCALE * args.scale
+    tasks = write_job(work, per_language, args.engine, args.batch_size)
+    n_items = per_language * len(LANGUAGES)
+    print(f"job: {n_items} items ({per_language} per language x {len(LANGUAGES)}), {4 * n_items} log-likelihood requests in lm-eval's terms; engine {args.engine}; {os.cpu_count()} CPUs", flush=True)
+    cmds = commands(work, tasks, args.batch_size)
     results: dict[str, list[dict]] = {"lm-eval": [], "xlspec": []}
     for i in range(args.runs):
         for tool in ("lm-eval", "xlspec") if i % 2 == 0 else ("xlspec", "lm-eval"):
             out = work / f"{tool}-{i}"
             out.mkdir()
-            cmd = (lm_cmd if tool == "lm-eval" else xl_cmd).format(out=out)
-            r = timed(cmd, work, env)
+            r = timed(cmds[tool].format(out=out), work, ENV)
             results[tool].append(r)
             print(f"run {i + 1} {tool:8s} wall {r['wall']:6.1f} s  cpu {r['cpu']:6.1f} s  peak PSS {r['pss_gb']:.2f} GB", flush=True)
             if tool == "xlspec":
@@ -250,7 +276,7 @@ def main() -> int:
     print(f"xlspec / lm-eval: wall {med['xlspec']['wall'] / med['lm-eval']['wall']:.2f}x, cpu {med['xlspec']['cpu'] / med['lm-eval']['cpu']:.2f}x, memory {med['xlspec']['pss_gb'] / med['lm-eval']['pss_gb']:.2f}x")
     # the last run of each tool, compared
     last = args.runs - 1
-    problems = agreement(work / f"xlspec-{last}" / "job" / "results.parquet", lmeval_samples(work / f"lm-eval-{last}", tasks))
+    problems = compare(tasks, work / f"lm-eval-{last}", work / f"xlspec-{last}")
     for p in problems[:20]:
         print("DISAGREES: " + p)
     if not problems:

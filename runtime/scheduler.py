@@ -226,11 +226,11 @@ def with_engine(plan: Plan, engine: str | None) -> tuple[Plan, str | None]:
 
 
 def engine_config(name: str, plan: Plan, engine_override: str | None, spec_dir: str = ".") -> EngineConfig:
-    """The engine's config from the plan.  ``XLSPEC_VLLM_ARGS`` (a JSON object) adds keyword
-    arguments for ``vllm.LLM`` on this machine, such as ``{"gpu_memory_utilization": 0.6}``;
-    they tune the engine, not the answers, so they are not part of the plan."""
-    import json
-
+    """The engine's config from the plan.  The engine's ``settings_env`` (a JSON object)
+    adds this machine's settings: ``XLSPEC_VLLM_ARGS`` keyword arguments for ``vllm.LLM``,
+    such as ``{"gpu_memory_utilization": 0.6}``, ``XLSPEC_HF_ARGS`` the hf engine's
+    ``batch_tokens``; they tune the engine, not the answers, so they are not part of the
+    plan."""
     # --engine swaps one local engine for another (see with_engine); a model behind an API
     # stays there.
     declared = plan.models[name].engine
@@ -252,15 +252,19 @@ def engine_config(name: str, plan: Plan, engine_override: str | None, spec_dir: 
                 if ref:
                     references[ref] = located(plan.models[ref])
     settings = {}
-    if engine == "vllm":
-        try:
-            settings = json.loads(os.environ.get("XLSPEC_VLLM_ARGS") or "{}")
-        except ValueError as e:
-            raise RunError(f"XLSPEC_VLLM_ARGS is not JSON: {e}") from None
-        if not isinstance(settings, dict):
-            raise RunError("XLSPEC_VLLM_ARGS must be a JSON object, such as {\"gpu_memory_utilization\": 0.6}")
-    secrets = {}
     info = ENGINES[engine] if engine in ENGINES else None
+    if info is not None and info.settings_env:
+        var = info.settings_env
+        try:
+            settings = json.loads(os.environ.get(var) or "{}")
+        except ValueError as e:
+            raise RunError(f"{var} is not JSON: {e}") from None
+        if not isinstance(settings, dict):
+            raise RunError(f"{var} must be a JSON object, such as {info.settings_example}")
+        problem = info.check_settings(settings) if info.check_settings else None
+        if problem:
+            raise RunError(f"{var}: {problem}")
+    secrets = {}
     if info is not None and info.key_env is not None:
         var = info.key_env(plan.models[name])
         if var:

@@ -114,7 +114,7 @@ def test_diff_exit_code_and_a_change_at_the_end_of_a_long_template(project):
     run(["compile", "specs/demo.xls"], cwd=project, check=True)
     spec = project / "specs" / "demo.xls"
     text = spec.read_text(encoding="utf-8")
-    start = text.index('en = "', text.index("framing"))
+    start = text.index('en = "', text.index("framing lettered"))
     end = text.index('"', start + 6)
     old_template = text[start + 6 : end]
     assert len(old_template) > 48

@@ -54,10 +54,10 @@ def line_of(result, spec: str, pattern: str) -> int:
 
 ITALIAN = (
     "languages european = [en, fr, es, de]", "languages european = [en, fr, es, de, it]",
-    '  de = "{question}\\n{options}\\nAntworte mit dem Buchstaben der richtigen Antwort."',
-    '  de = "{question}\\n{options}\\nAntworte mit dem Buchstaben der richtigen Antwort."\n  it = "{question}\\n{options}\\nRispondi con la lettera."',
-    '  de = "Quizzeit! {question}\\n{options}\\nWelcher Buchstabe ist richtig?"',
-    '  de = "Quizzeit! {question}\\n{options}\\nWelcher Buchstabe ist richtig?"\n  it = "Quiz! {question}\\n{options}\\nQuale lettera?"',
+    '  de = "Frage: {question}\\nAntwort:"', '  de = "Frage: {question}\\nAntwort:"\n  it = "Domanda: {question}\\nRisposta:"',
+    '  de = "Quizzeit! {question}\\nAntwort:"', '  de = "Quizzeit! {question}\\nAntwort:"\n  it = "Quiz! {question}\\nRisposta:"',
+    '  de = "{question}\\n{options}\\nAntworte mit dem Buchstaben der richtigen Antwort.\\nAntwort:"',
+    '  de = "{question}\\n{options}\\nAntworte mit dem Buchstaben der richtigen Antwort.\\nAntwort:"\n  it = "{question}\\n{options}\\nRispondi con la lettera.\\nRisposta:"',
 )
 
 
@@ -69,8 +69,8 @@ def test_a_language_the_data_lacks_is_an_error_per_study(specs):
     assert not result.ok
     found = diags_of(result, "E017")
     assert [d.message for d in found] == [
-        "dataset `facts` has no items in `it` (Italian), a language of study `quiz`",
-        "dataset `facts` has no items in `it` (Italian), a language of study `written`",
+        "dataset `facts` has no items in `it` (Italian), a language of study `knows`",
+        "dataset `facts` has no items in `it` (Italian), a language of study `letters`",
     ], result.text
     # At each study's language setting, with the dataset declaration as context.
     for d in found:
@@ -83,7 +83,7 @@ def test_a_language_the_data_lacks_is_an_error_per_study(specs):
 
 
 def test_partial_coverage_is_an_explicit_opt_in(specs):
-    result = specs("demo.xls", *ITALIAN, "study quiz {\n", "study quiz {\n  coverage = partial\n", "study written {\n", "study written {\n  coverage = partial\n")
+    result = specs("demo.xls", *ITALIAN, "study knows {\n", "study knows {\n  coverage = partial\n", "study letters {\n", "study letters {\n  coverage = partial\n")
     assert result.ok, result.text
     warnings = diags_of(result, "E017", "warning")
     assert len(warnings) == 2 and not result.diagnostics.has_errors()
@@ -94,20 +94,20 @@ def test_partial_coverage_is_an_explicit_opt_in(specs):
 
 
 def test_partial_on_one_study_does_not_cover_the_other(specs):
-    result = specs("demo.xls", *ITALIAN, "study quiz {\n", "study quiz {\n  coverage = partial\n")
+    result = specs("demo.xls", *ITALIAN, "study knows {\n", "study knows {\n  coverage = partial\n")
     assert [d.severity for d in result.diagnostics.sorted()] == ["warning", "error"]
 
 
 @pytest.mark.parametrize("value, hint", [("partal", "did you mean `partial`?"), ("none", None), ('"partial"', None)])
 def test_coverage_takes_full_or_partial(specs, value, hint):
-    result = specs("demo.xls", "study quiz {\n", f"study quiz {{\n  coverage = {value}\n")
+    result = specs("demo.xls", "study knows {\n", f"study knows {{\n  coverage = {value}\n")
     (d,) = diags_of(result, "E014")
     assert "coverage is `full`" in d.message and d.hint == hint
     assert (d.span.line, d.span.col) == (line_of(result, "demo.xls", "coverage ="), 14)
 
 
 def test_full_coverage_can_be_written(specs):
-    assert specs("demo.xls", "study quiz {\n", "study quiz {\n  coverage = full\n").ok
+    assert specs("demo.xls", "study knows {\n", "study knows {\n  coverage = full\n").ok
 
 
 def test_a_where_that_leaves_a_language_without_items(specs):
@@ -125,7 +125,7 @@ def test_a_subset_value_that_is_nowhere_lists_the_values(specs):
 
 
 def test_a_where_that_selects_nothing(specs):
-    result = specs("demo.xls", "  mode = direct\n  answer = options\n", '  mode = direct\n  answer = options\n  where = category == "geografy"\n')
+    result = specs("demo.xls", "  answer = options\n", '  answer = options\n  where = category == "geografy"\n')
     (d,) = diags_of(result, "E018")
     assert d.message == "`where` selects no item of dataset `facts`"
     assert d.hint.startswith("did you mean `geography`?")

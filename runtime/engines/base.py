@@ -66,7 +66,7 @@ class Engine(Protocol):
 class EngineConfig:
     """What an engine is built from: the model as the plan records it (``source`` resolved
     to a path where it is a local folder) and this machine's extra settings for the engine
-    (``XLSPEC_VLLM_ARGS``), which tune it without changing its answers."""
+    (``XLSPEC_VLLM_ARGS``, ``XLSPEC_HF_ARGS``), which tune it without changing its answers."""
 
     name: str
     model: ModelSpec
@@ -109,6 +109,14 @@ class EngineInfo:
     """The engine whose answers this one computes, where it is a variant of it (a test
     double that injects faults): a run on it keeps that engine's identity, so its answers
     are that engine's."""
+    settings_env: str | None = None
+    """The environment variable holding this machine's settings for the engine (a JSON
+    object, ``EngineConfig.settings``), such as ``XLSPEC_VLLM_ARGS``; None: no settings."""
+    settings_example: str = "{}"
+    """A value of ``settings_env``, for the error where it is not a JSON object."""
+    check_settings: Callable[[dict], str | None] | None = None
+    """What is wrong with the settings read from ``settings_env`` (the driver says it before
+    any model loads), or None; without it the engine checks them itself."""
     refuses: Callable[[ModelSpec, str], tuple[str, str] | None] | None = None
     """For a model and a request kind the engine serves in general: why this model cannot
     (reason, hint), or None.  (The openai engine serves ``loglik`` only through plain

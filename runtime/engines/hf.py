@@ -10,6 +10,7 @@ the logits they need (``logits_to_keep``), which is most of their cost on a smal
 from __future__ import annotations
 
 import gc
+import json
 
 from xlspec.lazy import lazy
 
@@ -260,7 +261,8 @@ class HFEngine:
         the row is the prompt, then each continuation, and a 4D attention mask lets each
         continuation see the prompt and its own earlier tokens only, at the positions it
         would have alone.  An item with k options costs its prompt once instead of k times
-        (lm-eval runs prompt + option k times)."""
+        (lm-eval runs prompt + option k times).  A continuation's last token is left out of
+        the row: nothing is predicted from it and nothing else attends to it."""
         rows = [_packed_row(item) for item in group]
         width = max(len(ids) for ids, _, _ in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
@@ -275,9 +277,10 @@ class HFEngine:
         allowed |= torch.eye(width, dtype=torch.bool)[None]  # a padding row attends to itself
         dtype = self.model.dtype
         mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
-        # Left padding puts every row's continuations at its end: the last (their tokens + 1)
-        # positions hold every logit a continuation token is predicted from.
-        keep = max(sum(len(c) for c in item.continuations) + 1 for item in group)
+        # Left padding puts every row's continuations at its end, and each position there
+        # predicts a continuation token: the last (1 + its continuation tokens) positions of
+        # a row hold every logit it needs.
+        keep = max(len(rows[r][0]) - len(item.prompt_ids) + 1 for r, item in enumerate(group))
         out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), position_ids=positions.to(self.device), use_cache=False, logits_to_keep=keep)
         logits = out.logits.float()
         # (row, kept position it is predicted from, token) for every continuation token
@@ -293,7 +296,7 @@ class HFEngine:
                 at_pos += [p - (width - keep) for p in before]
                 tokens += cont
                 owner += [n] * len(cont)
-                start += len(cont)
+                start += len(cont) - 1  # its last token is not in the row
                 n += 1
         picked = logits[torch.tensor(at_row), torch.tensor(at_pos)]
         token_logprobs = picked.gather(-1, torch.tensor(tokens, device=picked.device)[:, None]).squeeze(-1) - torch.logsumexp(picked, dim=-1)
@@ -396,13 +399,14 @@ def _per_item(group: list[Prepared], sums: list[float]) -> list[EngineResult]:
 
 
 def _packed_row(item: Prepared) -> tuple[list[int], list[int], list[int]]:
-    """A loglik item's row: (token ids, positions, segment: 0 the prompt, i the i-th option)."""
+    """A loglik item's row: (token ids, positions, segment: 0 the prompt, i the i-th option).
+    Each option goes in without its last token, which predicts nothing that is scored."""
     n = len(item.prompt_ids)
     ids, positions, segments = list(item.prompt_ids), list(range(n)), [0] * n
     for i, cont in enumerate(item.continuations, 1):
-        ids += cont
-        positions += range(n, n + len(cont))
-        segments += [i] * len(cont)
+        ids += cont[:-1]
+        positions += range(n, n + len(cont) - 1)
+        segments += [i] * (len(cont) - 1)
     return ids, positions, segments
 
 
@@ -411,13 +415,27 @@ def _row_width(item: Prepared) -> tuple[int, int]:
     row, a generation or an options request its prompt, a classifier input its longest."""
     kind = item.request.kind
     if kind == "loglik":
-        return 1, len(item.prompt_ids) + sum(len(c) for c in item.continuations)
+        return 1, len(item.prompt_ids) + sum(len(c) - 1 for c in item.continuations)
     if kind == "implicit_reward":
         return len(item.continuations), len(item.prompt_ids) + max(len(c) for c in item.continuations)
     if item.sequences:
         return len(item.sequences), max(len(s) for s in item.sequences)
     # a generation's prompt: its decoding steps run one token per row
     return 1, len(item.prompt_ids)
+
+
+SETTINGS = {"batch_tokens": "the most tokens in one forward pass, padding included (a whole number, at least 1)"}
+"""What ``XLSPEC_HF_ARGS`` may set."""
+
+
+def _settings_problem(settings: dict) -> str | None:
+    """What is wrong with ``XLSPEC_HF_ARGS``, or None."""
+    for key, value in settings.items():
+        if key not in SETTINGS:
+            return f"unknown setting `{key}`; it may set: " + "; ".join(f"`{k}`, {v}" for k, v in SETTINGS.items())
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return f"`{key}` is {json.dumps(value)}; it is {SETTINGS[key]}"
+    return None
 
 
 def _prompt_key(request: EngineRequest) -> tuple:
@@ -440,4 +458,7 @@ EngineInfo(
     load=HFEngine,
     answers=frozenset({"generate", "options", "loglik", "implicit_reward", "reward", "classify"}),
     chunk=256,
+    settings_env="XLSPEC_HF_ARGS",
+    settings_example='{"batch_tokens": 4096}',
+    check_settings=_settings_problem,
 ).register()

@@ -216,4 +216,6 @@ EngineInfo(
     load=VLLMEngine,
     answers=frozenset({"generate", "options", "loglik", "reward", "classify"}),
     chunk=4096,
+    settings_env="XLSPEC_VLLM_ARGS",  # vLLM checks its own arguments
+    settings_example='{"gpu_memory_utilization": 0.6}',
 ).register()

@@ -172,13 +172,18 @@ def test_hf_loglik_prefers_the_right_continuation(hf):
 def test_hf_scores_an_items_options_in_one_row_as_it_would_one_by_one(hf):
     """Each item's prompt is computed once for all its options (one packed row, a 4D mask):
     the sums equal those of prompt + option run row by row, for options of different
-    lengths, prompts of different lengths in one batch, and a prompt ending in a space."""
+    lengths, options of one token only, prompts of different lengths in one batch, and a
+    prompt ending in a space."""
     requests = [
         EngineRequest("a", "The capital of France is", "loglik", options=(" Paris", " the city of Lyon on the Rhone", " banana"), chat=False),
         EngineRequest("b", "Question: What do bees make?\nAnswer:", "loglik", options=(" Honey", " Silk", " Wool and milk"), chat=False),
         EngineRequest("c", "2 + 2 = ", "loglik", options=("4", "5", "22"), chat=False),
+        EngineRequest("d", "Is water wet? Answer:", "loglik", options=(" yes", " no"), chat=False),
     ]
     items = [common.prepare(hf.tokenizer, r, i, hf.max_len) for i, r in enumerate(requests)]
+    # an option's last token is not in the row; item d's options are one token each, so its
+    # row is its prompt alone
+    assert [len(c) for c in items[3].continuations] == [1, 1]
     import torch
 
     with torch.inference_mode():

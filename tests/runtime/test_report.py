@@ -488,7 +488,7 @@ def test_html_report_in_headless_chromium(built):
 
 def test_refusals_read_leaked_options_from_another_study():
     """A study that only generates shows the option its prompt's probabilities preferred,
-    read from the study that scored the same prompts (the demo's `quiz` and `written`)."""
+    read from the study that scored the same prompts (a study asking `options + generate`)."""
     import copy
 
     plan = make_plan()

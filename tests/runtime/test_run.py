@@ -67,6 +67,13 @@ def results(project, experiment="demo"):
     return pq.read_table(project / "runs" / experiment / "results.parquet").to_pandas()
 
 
+def assert_same_scores(a, b, abs: float) -> None:
+    """Row by row (both sorted alike), the same options with log-probabilities within ``abs``."""
+    for x, y in zip(a["option_logprobs"], b["option_logprobs"]):
+        x, y = dict(x), dict(y)
+        assert sorted(x) == sorted(y) and all(x[k] == pytest.approx(y[k], abs=abs) for k in x)
+
+
 @pytest.fixture(scope="module")
 def hf_run(tmp_path_factory):
     """The demo with --limit through the hf engine, run twice in two projects."""
@@ -87,11 +94,11 @@ def test_hf_demo_rows_and_columns(hf_run):
     table = pq.read_table(project / "runs" / "demo" / "results.parquet")
     assert table.schema.names == RESULTS_SCHEMA.names
     n_cells = len(plan["cells"])
-    assert table.num_rows == n_cells * LIMIT  # study quiz reads options, study written generates
+    assert table.num_rows == n_cells * LIMIT  # study knows scores option texts, study letters reads letters
     df = table.to_pandas()
-    assert set(df["answer_kind"]) == {"options", "generate"}
+    assert set(df["answer_kind"]) == {"options", "loglik"}
     assert df["error"].isna().all(), df[df["error"].notna()]["error"].tolist()
-    assert "16/16 cells" in r.stdout
+    assert f"{n_cells}/{n_cells} cells" in r.stdout
 
 
 def test_options_probabilities_sum_to_one(hf_run):
@@ -103,13 +110,13 @@ def test_options_probabilities_sum_to_one(hf_run):
         assert abs(sum(d.values()) - 1.0) < 1e-4
 
 
-def test_greedy_answers_identical_across_runs(hf_run):
+def test_answers_identical_across_runs(hf_run):
     a, b = results(hf_run[0][0]), results(hf_run[1][0])
     key = ["request_id"]
     a, b = a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True)
     assert list(a["request_id"]) == list(b["request_id"])
-    assert list(a["response"]) == list(b["response"])
     assert list(a["parsed_answer"]) == list(b["parsed_answer"])
+    assert [dict(p) for p in a["option_logprobs"]] == [dict(p) for p in b["option_logprobs"]]
 
 
 def test_manifest(hf_run):
@@ -142,12 +149,11 @@ def test_editing_one_framing_reruns_only_its_requests(hf_run):
         df = results(project)
         assert df["error"].isna().all()
         changed = df[(df["framing"] == "quiz") & (df["language"] == "en")]
-        # Exactly the requests of the edited template were computed: options (study quiz) and
-        # generate (study written) for each item of the one prompt (framing quiz, language
-        # en), each once.
+        # Exactly the requests of the edited template were computed: one loglik request
+        # (study knows) for each item of the one prompt (framing quiz, language en).
         assert sorted(sent) == sorted(changed["request_id"].unique())
-        assert len(sent) == LIMIT * 2
-        assert manifest(project)["models"]["smol"]["computed"] == LIMIT * 2
+        assert len(sent) == LIMIT
+        assert manifest(project)["models"]["smol"]["computed"] == LIMIT
     finally:
         spec.write_text(text)
         xlspec(["compile", "specs/demo.xls"], cwd=project)
@@ -176,11 +182,13 @@ def test_vllm_engine_demo(tmp_path):
         runs.append(results(project).sort_values("request_id").reset_index(drop=True))
         shutil.rmtree(project / "runs" / "demo")
     df = runs[0]
-    assert len(df) == 16 * 2 and df["error"].isna().all()
-    assert set(df["engine"]) == {"vllm"}
+    cells = len(json.loads((project / "build" / "demo.plan.json").read_text())["cells"])
+    assert len(df) == cells * 2 and df["error"].isna().all()
+    assert set(df["engine"]) == {"vllm"} and set(df["answer_kind"]) == {"options", "loglik"}
     for probs in df[df["answer_kind"] == "options"]["option_probs"]:
         assert abs(sum(dict(probs).values()) - 1.0) < 1e-4
-    assert list(runs[0]["response"]) == list(runs[1]["response"])
+    assert list(runs[0]["parsed_answer"]) == list(runs[1]["parsed_answer"])
+    assert_same_scores(runs[0], runs[1], abs=1e-3)
 
 
 def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, hf_run):
@@ -216,7 +224,8 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, hf_run):
     assert len(resumed) == len(reference) and not resumed["request_id"].duplicated().any()
     a = resumed.sort_values("request_id").reset_index(drop=True)
     b = reference.sort_values("request_id").reset_index(drop=True)
-    assert list(a["request_id"]) == list(b["request_id"]) and list(a["response"]) == list(b["response"])
+    assert list(a["request_id"]) == list(b["request_id"]) and list(a["parsed_answer"]) == list(b["parsed_answer"])
+    assert_same_scores(a, b, abs=1e-4)  # the resumed run batched its requests differently
     # Across the killed run and the resumed one, every request was stored exactly once.
     all_stored = stored_ids(project)
     assert len(all_stored) == len(set(all_stored)) == len(reference)
@@ -231,8 +240,9 @@ def test_run_on_an_existing_cluster(tmp_path):
     subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--include-dashboard=false", "--disable-usage-stats"], check=True, capture_output=True, env=env)
     try:
         r = xlspec(["run", "build/demo.plan.json", "--limit", "1", "--no-report", "--address", f"127.0.0.1:{port}"], cwd=project)
-        assert "16/16 cells" in r.stdout
-        assert len(results(project)) == 16
+        cells = len(json.loads((project / "build" / "demo.plan.json").read_text())["cells"])
+        assert f"{cells}/{cells} cells" in r.stdout
+        assert len(results(project)) == cells
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True)
 
@@ -251,7 +261,8 @@ def test_a_model_that_cannot_load_fails_only_its_cells(tmp_path):
     assert "broken" in r.stdout and "FAILED" in r.stdout and "no-such-model" in r.stdout
     assert "Traceback" not in r.stdout + r.stderr
     df = results(project)
-    assert set(df["model"]) == {"smol"} and len(df) == 16
+    plan = json.loads((project / "build" / "demo.plan.json").read_text())
+    assert set(df["model"]) == {"smol"} and len(df) == sum(c["axes"]["model"] == "smol" for c in plan["cells"])
 
 
 def test_a_judge_stage_on_the_embedded_model(tmp_path):
