@@ -13,16 +13,21 @@ lm-evaluation-harness (0.4.13, with its hf extra) is installed in a virtualenv o
 ``.venv-lmeval/``, the first time (it pins packages the xlspec environment needs
 otherwise).
 
-    python bench/vs_lmeval.py [--scale 1] [--runs 3] [--engine hf] [--batch-size 16]
+    python bench/vs_lmeval.py [--scale 1] [--runs 3] [--engine hf] [--batch-size 16] [--warm]
     python bench/vs_lmeval.py --install      # only set up .venv-lmeval/ (make test does)
 
-``--scale 10`` is the same job with ten times the items.  ``tests/test_vs_lmeval.py`` runs
+``--scale 10`` is the same job with ten times the items.  ``--warm`` runs xlspec on a
+cluster that ``xlspec up`` started and that keeps the model loaded from one run to the next
+(the way to iterate on a spec): Ray's start and the model's load are then off each run's
+path.  The cluster's processes count with xlspec's, CPU time spent during the run and
+memory alike; ``xlspec up`` and the first run, which loads the model, are printed apart.  ``tests/test_vs_lmeval.py`` runs
 the agreement check on a small job (:func:`compare`), so it cannot rot.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
@@ -123,18 +128,47 @@ def write_job(folder: pathlib.Path, n: int, engine: str = "hf", batch_size: int 
     return tasks
 
 
-class TreeMeter:
-    """Samples a process and its descendants: CPU seconds (each process's last reading,
-    summed) and the peak of their summed PSS."""
+def cluster_processes() -> list[psutil.Process]:
+    """The processes of a Ray cluster running on this machine (`xlspec up`): its GCS and
+    raylet, Ray's Python helpers, and their children (the kept model's actor among them)."""
+    found = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if p.pid != os.getpid() and (p.info["name"] in ("raylet", "gcs_server") or "/ray/" in cmd and "python" in cmd):
+            found.append(p)
+    return found
 
-    def __init__(self, pid: int, every: float = 0.5):
+
+class TreeMeter:
+    """Samples a process and its descendants, and the ``shared`` processes it uses (a running
+    cluster's) and their descendants: CPU seconds spent while it runs (each process's last
+    reading less its reading at the start, summed) and the peak of their summed PSS."""
+
+    def __init__(self, pid: int, every: float = 0.5, shared: list[psutil.Process] | None = None):
         self.root = psutil.Process(pid)
+        self.shared = shared or []
         self.cpu: dict[int, float] = {}
+        self.base: dict[int, float] = {}
+        for p in self._shared():
+            try:
+                t = p.cpu_times()
+                self.base[p.pid] = t.user + t.system
+            except psutil.Error:
+                continue
         self.peak = 0
         self.every = every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
+
+    def _shared(self) -> list[psutil.Process]:
+        out = []
+        for p in self.shared:
+            try:
+                out += [p, *p.children(recursive=True)]
+            except psutil.Error:
+                continue
+        return list({p.pid: p for p in out}.values())
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -142,11 +176,12 @@ class TreeMeter:
                 procs = [self.root, *self.root.children(recursive=True)]
             except psutil.Error:
                 procs = []
+            procs = list({p.pid: p for p in [*procs, *self._shared()]}.values())
             total = 0
             for p in procs:
                 try:
                     t = p.cpu_times()
-                    self.cpu[p.pid] = t.user + t.system
+                    self.cpu[p.pid] = t.user + t.system - self.base.get(p.pid, 0.0)
                     total += p.memory_full_info().pss
                 except psutil.Error:
                     continue
@@ -159,10 +194,10 @@ class TreeMeter:
         return sum(self.cpu.values()), self.peak / 2**30
 
 
-def timed(cmd: str, cwd: pathlib.Path, env: dict) -> dict:
+def timed(cmd: str, cwd: pathlib.Path, env: dict, shared: list[psutil.Process] | None = None) -> dict:
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, shell=True, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    meter = TreeMeter(proc.pid)
+    meter = TreeMeter(proc.pid, shared=shared)
     out, _ = proc.communicate()
     wall = time.perf_counter() - start
     cpu, peak = meter.stop()
@@ -247,6 +282,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--engine", default="hf", choices=["hf", "vllm"])
     ap.add_argument("--batch-size", type=int, default=16, help="lm-eval's --batch_size, and the xlspec model's batch_size")
+    ap.add_argument("--warm", action="store_true", help="run xlspec on a cluster started by `xlspec up`, which keeps the model loaded between runs (its processes are measured with xlspec's)")
     ap.add_argument("--install", action="store_true", help=f"only install {LMEVAL} into {LMEVAL_VENV.name}/ if it is not there")
     args = ap.parse_args()
     ensure_lmeval()
@@ -258,17 +294,30 @@ def main() -> int:
     n_items = per_language * len(LANGUAGES)
     print(f"job: {n_items} items ({per_language} per language x {len(LANGUAGES)}), {4 * n_items} log-likelihood requests in lm-eval's terms; engine {args.engine}; {os.cpu_count()} CPUs", flush=True)
     cmds = commands(work, tasks, args.batch_size)
+    shared = None
+    if args.warm:
+        xlspec_exe = pathlib.Path(sys.executable).parent / "xlspec"
+        t0 = time.perf_counter()
+        subprocess.run([str(xlspec_exe), "up", "--keep-loaded", "30"], check=True, env=ENV)
+        up_s = time.perf_counter() - t0
+        atexit.register(subprocess.run, [str(xlspec_exe), "down"], capture_output=True)
+        shared = cluster_processes()
+        first = work / "xlspec-first"
+        first.mkdir()
+        r = timed(cmds["xlspec"].format(out=first), work, ENV, shared)
+        print(f"xlspec up: {up_s:.1f} s; the first run on it (loads the model, not counted): wall {r['wall']:.1f} s  cpu {r['cpu']:.1f} s", flush=True)
+        shared = cluster_processes()
     results: dict[str, list[dict]] = {"lm-eval": [], "xlspec": []}
     for i in range(args.runs):
         for tool in ("lm-eval", "xlspec") if i % 2 == 0 else ("xlspec", "lm-eval"):
             out = work / f"{tool}-{i}"
             out.mkdir()
-            r = timed(cmds[tool].format(out=out), work, ENV)
+            r = timed(cmds[tool].format(out=out), work, ENV, shared if tool == "xlspec" else None)
             results[tool].append(r)
             print(f"run {i + 1} {tool:8s} wall {r['wall']:6.1f} s  cpu {r['cpu']:6.1f} s  peak PSS {r['pss_gb']:.2f} GB", flush=True)
             if tool == "xlspec":
                 for line in r["log"].splitlines():
-                    if "loaded in" in line or "ray start" in line or ("requests/s" in line and "(" in line) or "result rows" in line or "wrote build" in line:
+                    if "loaded in" in line or "already loaded" in line or "ray start" in line or ("requests/s" in line and "(" in line) or "result rows" in line or "wrote build" in line:
                         print("    " + line.strip())
     med = {t: {k: statistics.median(r[k] for r in rs) for k in ("wall", "cpu", "pss_gb")} for t, rs in results.items()}
     for t, m in med.items():

@@ -132,13 +132,38 @@ def resume_command(path: str, args) -> str:
     return " ".join(parts)
 
 
+def cmd_up(args) -> int:
+    from .cluster import ClusterError, up
+
+    if args.keep_loaded <= 0:
+        _err(f"--keep-loaded {args.keep_loaded:g}: expected minutes, more than 0")
+        return EXIT_INPUT
+    try:
+        print(up(args.keep_loaded, args.num_cpus, args.num_gpus))
+    except ClusterError as e:
+        _err(f"xlspec up: {e}")
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def cmd_down(args) -> int:
+    from .cluster import ClusterError, down
+
+    try:
+        print(down())
+    except ClusterError as e:
+        _err(f"xlspec down: {e}")
+        return EXIT_FAIL
+    return EXIT_OK
+
+
 def print_summary(report) -> None:
     print(f"{report.experiment}: {report.rows:,} result rows in {os.path.join(report.run_dir, 'results.parquet')} ({report.total_seconds:.1f} s)")
     for m in report.models:
         if m.failure:
             print(f"  {m.name}: FAILED - {m.failure}")
             continue
-        load = f", loaded in {m.load_seconds:.1f} s" if m.load_seconds is not None else ""
+        load = ", kept loaded from an earlier run" if m.kept else f", loaded in {m.load_seconds:.1f} s" if m.load_seconds is not None else ""
         speed = m.speed()
         errors = f", {m.errors} failed requests (see the `error` column)" if m.errors else ""
         print(f"  {m.name} ({m.engine}): {m.cells_done}/{m.cells} cells, {m.requests:,} requests ({m.computed:,} computed, {m.cached:,} from the store){load}{', ' + speed if speed else ''}{errors}")

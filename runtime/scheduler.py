@@ -49,6 +49,7 @@ from xlspec.plan import Cell, Plan, PlanError
 from xlspec.prompt import RENDER_VERSION
 from xlspec.refusals import is_refusal
 
+from . import cluster
 from .engines.base import ENGINES, EngineConfig, EngineInfo, EngineResult
 from .store import AnswerStore, Journal, RunDir
 
@@ -87,6 +88,8 @@ class ModelReport:
     """Computed requests that generate text (the others score options: no output tokens)."""
     infer_seconds: float = 0.0
     load_seconds: float | None = None
+    kept: bool = False
+    """The model was already loaded, kept by the cluster from an earlier run (``xlspec up``)."""
     failure: str | None = None
 
     def _rate(self, n: int) -> float:
@@ -138,7 +141,7 @@ class RunReport:
 class EngineActor:
     """Holds one engine for its lifetime; Ray runs it as an actor."""
 
-    def __init__(self, info: EngineInfo, config: EngineConfig, threads: int | None = None):
+    def __init__(self, info: EngineInfo, config: EngineConfig, threads: int | None = None, idle_seconds: float | None = None):
         started = time.perf_counter()
         self.config = config
         self.engine = None
@@ -155,15 +158,24 @@ class EngineActor:
             self.load_error = f"{type(e).__name__}: {e}"
         self.load_seconds = time.perf_counter() - started
 
-        self._call: int | None = None
+        self._call: tuple | None = None
         self._done = 0
         self._finished: list[EngineResult] = []
         self._lock = threading.Lock()
+        self._readied = 0
+        self._busy = False
+        self._last_used = time.monotonic()
+        if idle_seconds and self.engine is not None:
+            threading.Thread(target=self._exit_when_idle, args=(idle_seconds,), name="xlspec-idle", daemon=True).start()
 
-    def ready(self) -> tuple[float, str | None]:
-        return self.load_seconds, self.load_error
+    def ready(self) -> tuple[float, str | None, bool]:
+        """(seconds the load took, why it failed or None, whether an earlier run already
+        asked: the model was kept loaded for this one)."""
+        self._readied += 1
+        self._last_used = time.monotonic()
+        return self.load_seconds, self.load_error, self._readied > 1
 
-    def run(self, batch: list[EngineRequest], call: int | None = None) -> list[EngineResult]:
+    def run(self, batch: list[EngineRequest], call: tuple | None = None) -> list[EngineResult]:
         """Answer one engine call; ``call`` names it in :meth:`progress`.  Returns every
         answer, those already handed over by :meth:`progress` included."""
         with self._lock:
@@ -172,7 +184,23 @@ class EngineActor:
             self.engine.progress = self._advance
         if hasattr(self.engine, "deliver"):
             self.engine.deliver = self._deliver
-        return self.engine.run(batch)
+        self._busy = True
+        try:
+            return self.engine.run(batch)
+        finally:
+            self._busy = False
+            self._last_used = time.monotonic()
+
+    def _exit_when_idle(self, idle_seconds: float) -> None:
+        """A kept model (see :mod:`xlspec.runtime.cluster`) gives its memory and devices
+        back ``idle_seconds`` after its last call."""
+        while True:
+            time.sleep(min(5.0, max(0.1, idle_seconds / 10)))
+            if not self._busy and time.monotonic() - self._last_used > idle_seconds:
+                import ray
+
+                ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+                return
 
     def _advance(self, n: int) -> None:
         self._done += n
@@ -181,7 +209,7 @@ class EngineActor:
         with self._lock:
             self._finished.extend(results)
 
-    def progress(self) -> tuple[int | None, int, list[EngineResult]]:
+    def progress(self) -> tuple[tuple | None, int, list[EngineResult]]:
         """(the call being answered, how many of its requests are done so far, the answers
         it finished since the last call), so the driver stores answers as they come rather
         than when the whole call returns.  Runs in a concurrency group of its own (see
@@ -198,7 +226,7 @@ def _actor_class(ray):
 
     class _EngineActor(EngineActor):
         @ray.method(concurrency_group="progress")
-        def progress(self) -> tuple[int | None, int, list[EngineResult]]:
+        def progress(self) -> tuple[tuple | None, int, list[EngineResult]]:
             return super().progress()
 
     _EngineActor.__name__ = _EngineActor.__qualname__ = "EngineActor"
@@ -549,15 +577,32 @@ def _terminate_local_ray() -> None:
 # ---- running a plan ----------------------------------------------------------------------
 
 
+def _auth_env() -> None:
+    """`ray start --head` and a new local cluster (Ray >= 2.59) turn on token auth when
+    ~/.ray/auth_token exists, but a client that joins leaves it off unless told
+    (ray-project/ray #64755): use the token where there is one and the user chose no mode.
+    Ray reads the variable when it is imported, so this comes first."""
+    token = os.path.expanduser(os.path.join("~", ".ray", "auth_token"))
+    if "RAY_AUTH_MODE" not in os.environ and os.path.exists(token):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def local_cluster() -> str | None:
+    """The address of the Ray cluster that a run without ``--address`` joins (``RAY_ADDRESS``,
+    or one started on this machine by ``xlspec up`` or ``ray start``), or None where it
+    starts its own.  Best effort, through Ray's own lookup (not a public API)."""
+    _auth_env()
+    try:
+        from ray._private import services
+
+        return services.canonicalize_bootstrap_address(None)
+    except Exception:  # noqa: BLE001 - only chooses what the progress line says
+        return None
+
+
 def _ray_init(address: str | None):
-    if address:
-        # `ray start --head` (Ray >= 2.59) turns on token auth when ~/.ray/auth_token
-        # exists, but a client that joins leaves it off unless told (ray-project/ray
-        # #64755): use the token where there is one and the user chose no mode.  Ray reads
-        # the variable when it is imported.
-        token = os.path.expanduser(os.path.join("~", ".ray", "auth_token"))
-        if "RAY_AUTH_MODE" not in os.environ and os.path.exists(token):
-            os.environ["RAY_AUTH_MODE"] = "token"
+    """Join the cluster at ``address``, or start a local one: (ray, seconds it took)."""
+    _auth_env()
     import ray
 
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
@@ -740,6 +785,8 @@ class _Runner:
         self.done: set[str] = set()
         """Cells counted done (written without errors, or found written)."""
         self.ray = None
+        self.keep_loaded: float | None = None
+        """Seconds the cluster keeps a model loaded after its last call (``xlspec up``)."""
         self.answers = self.store.answers()
         for notice in self.store.notices:
             progress.line(notice)
@@ -816,16 +863,19 @@ class _Runner:
         if self.ray is None:
             running = "ray" in sys.modules and sys.modules["ray"].is_initialized()
             if not running:
-                self.progress.line(f"joining the Ray cluster at {self.address}" if self.address else "starting Ray (a local cluster; this takes a few seconds)")
-            self.ray, self.report.ray_start_seconds = _ray_init(self.address)
+                joining = self.address or local_cluster()
+                self.progress.line(f"joining the Ray cluster at {joining}" if joining else "starting Ray (a local cluster; this takes a few seconds)")
+            self.ray, self.report.ray_start_seconds = _ray_init(self.address or (None if running else joining))
             resources = self.ray.cluster_resources()
+            self.keep_loaded = cluster.kept_seconds(self.ray)
             what = "Ray ready" if running else f"Ray ready in {self.report.ray_start_seconds:.1f} s"
-            self.progress.line(f"{what}: {int(resources.get('CPU', 0))} CPUs, {int(resources.get('GPU', 0))} GPUs")
+            kept = f"; it keeps models loaded {self.keep_loaded / 60:g} min after their last call" if self.keep_loaded else ""
+            self.progress.line(f"{what}: {int(resources.get('CPU', 0))} CPUs, {int(resources.get('GPU', 0))} GPUs{kept}")
             if self.stop.requested:
                 return
         journal = self.store.journal(engine, _chunk(config))
         try:
-            _compute(self.ray, config, list(pending.values()), journal, self.progress, mr, tracker, self.stop)
+            _compute(self.ray, config, list(pending.values()), journal, self.progress, mr, tracker, self.stop, self.keep_loaded)
         except _ModelFailed as e:
             mr.failure = str(e)
             self.progress.line(f"[{model}] FAILED: {e}; its {len(tracker.waiting)} unfinished cells are left for the next run")
@@ -910,7 +960,8 @@ def _part(config: EngineConfig, chunk: int) -> int:
     return max(1, min(part, chunk))
 
 
-def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: Journal, progress: Progress, mr: ModelReport, cells: _Cells, stop: StopRequest) -> None:
+def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: Journal, progress: Progress, mr: ModelReport, cells: _Cells, stop: StopRequest,
+             keep_loaded: float | None = None) -> None:
     # Prompt order keeps prompts that share a prefix together (vLLM's prefix cache), and a
     # prompt's answer kinds side by side in one call (the hf engine reads `options` off the
     # first step of the same prompt's generation).
@@ -933,26 +984,47 @@ def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: J
         replicas, options = 1, {"num_gpus": 0, "num_cpus": cpus}
         threads = cpus
     remote_cls = _actor_class(ray)
-    if info.local:
+    keep = keep_loaded if info.local else None
+    if keep:
+        # Kept from one run to the next (see runtime/cluster.py): named by what the answers
+        # depend on, detached from this driver, gone after `keep` idle seconds.
+        env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(FORWARDED_ENV)}
+        names = [cluster.kept_name(config, info.name, options, threads, env, i) for i in range(replicas)]
+        loaded = all(cluster.exists(ray, n) for n in names)
+    if info.local and not (keep and loaded):
         progress.line(f"[{config.name}] loading {config.model.source} on {config.model.engine} ({replicas} replica{'s' if replicas > 1 else ''}, {'%d GPU each' % tp if gpus else 'CPU'})")
-    else:
+    elif not info.local:
         progress.line(f"[{config.name}] {config.model.source} at {model_revision(config.model)} ({config.model.engine}, {config.model.concurrency} requests at a time)")
-    actors = [remote_cls.options(**options).remote(info, config, threads) for _ in range(replicas)]
+    waited = time.perf_counter()
+    if keep:
+        if not loaded:
+            need = {"CPU": options.get("num_cpus", 0) * replicas, "GPU": options.get("num_gpus", 0) * replicas}
+            for name in cluster.release_for(ray, set(names), need):
+                progress.line(f"[{config.name}] released the kept model {name.rsplit('-', 2)[0].removeprefix(cluster.KEPT_PREFIX)} to free its {'GPUs' if need['GPU'] else 'CPUs'}")
+        actors = [remote_cls.options(**options, name=n, namespace=cluster.KEPT_NAMESPACE, lifetime="detached", get_if_exists=True).remote(info, config, threads, keep) for n in names]
+    else:
+        actors = [remote_cls.options(**options).remote(info, config, threads) for _ in range(replicas)]
     refs = [a.ready.remote() for a in actors]
     while len(ray.wait(refs, num_returns=len(refs), timeout=POLL_S)[0]) < len(refs):
         if stop.requested:
-            return  # the actors go with Ray's shutdown
+            return  # the actors go with Ray's shutdown (a kept one stays, loaded, for the next run)
     try:
         ready = ray.get(refs)
     except Exception as e:  # the actor process itself died (out of memory, a crash)
-        ready = [(0.0, _cause(e))]
-    failed = next((err for _s, err in ready if err), None)
+        ready = [(0.0, _cause(e), False)]
+    failed = next((err for _s, err, _kept in ready if err), None)
     if failed:
         for a in actors:
-            ray.kill(a)
+            ray.kill(a, no_restart=True)
         raise _ModelFailed(f"model {config.name} ({config.model.source}) could not load: {failed}")
-    mr.load_seconds = max(s for s, _err in ready)
-    progress.line(f"[{config.name}] loaded in {mr.load_seconds:.1f} s")
+    mr.kept = all(kept for _s, _err, kept in ready)
+    if mr.kept:
+        mr.load_seconds = time.perf_counter() - waited
+        progress.line(f"[{config.name}] already loaded (kept by the cluster from an earlier run)")
+    else:
+        mr.load_seconds = max(s for s, _err, _kept in ready)
+        progress.line(f"[{config.name}] loaded in {mr.load_seconds:.1f} s")
+    token = os.urandom(4).hex()  # this run's calls, apart from another run's on a kept actor
     calls = [pending[i : i + part] for b in range(0, len(pending), chunk) for i in range(b, min(b + chunk, len(pending)), part)]
     progress.start(config.name, len(pending), mr.cells)
     in_flight: dict = {}  # ref -> (call number, actor index, requests)
@@ -981,7 +1053,7 @@ def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: J
                 return  # the calls in flight are dropped; the actors go with Ray's shutdown
             while next_call < len(calls) and len(in_flight) < IN_FLIGHT * len(actors):
                 a = min(range(len(actors)), key=load.__getitem__)
-                in_flight[actors[a].run.remote(calls[next_call], next_call)] = (next_call, a, calls[next_call])
+                in_flight[actors[a].run.remote(calls[next_call], (token, next_call))] = (next_call, a, calls[next_call])
                 kinds[next_call] = {r.request_id: r.kind for r in calls[next_call]}
                 load[a] += 1
                 next_call += 1
@@ -989,7 +1061,7 @@ def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: J
             if not done:
                 # Nothing came back: store what the calls being answered have finished, and
                 # show how far they are.
-                within, finished = _in_call(ray, actors, in_flight, delivered)
+                within, finished = _in_call(ray, actors, in_flight, delivered, token)
                 for call, results in finished:
                     # a call Ray runs again (its actor died) hands its answers over again
                     taken = delivered.setdefault(call, set())
@@ -1009,13 +1081,14 @@ def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: J
                 taken = delivered.pop(n, set())
                 answered += take([r for r in results if r.request_id not in taken], kinds.pop(n))
                 progress.update(config.name, answered, mr)
-        for a in actors:
-            ray.kill(a)
+        if not keep:
+            for a in actors:
+                ray.kill(a)
     finally:
         progress.finish()
 
 
-def _in_call(ray, actors, in_flight: dict, delivered: dict[int, set[str]]) -> tuple[int, list[tuple[int, list[EngineResult]]]]:
+def _in_call(ray, actors, in_flight: dict, delivered: dict[int, set[str]], token: str) -> tuple[int, list[tuple[int, list[EngineResult]]]]:
     """What the calls the actors are answering have done so far: (requests done and not yet
     taken, [(call number, answers finished since the last poll)]).  Engines that report
     progress within a call count; engines that hand over finished answers (the hf engine,
@@ -1028,7 +1101,9 @@ def _in_call(ray, actors, in_flight: dict, delivered: dict[int, set[str]]) -> tu
     except Exception:  # noqa: BLE001 - progress is a nicety; the next poll tries again
         return 0, []
     within, finished = 0, []
-    for call, done, results in reports:
+    for tag, done, results in reports:
+        # ``tag`` is (run token, call number); a kept actor may be answering another run
+        call = tag[1] if isinstance(tag, tuple) and len(tag) == 2 and tag[0] == token else None
         if call not in sizes:
             continue
         if results:
@@ -1078,6 +1153,7 @@ def write_manifest(plan: Plan, plan_path: str, run: RunDir, report: RunReport, l
                 "cached": m.cached,
                 "errors": m.errors,
                 "load_s": None if m.load_seconds is None else round(m.load_seconds, 3),
+                "kept_loaded": m.kept,
                 "infer_s": round(m.infer_seconds, 3),
                 "requests_per_s": round(m.requests_per_second, 2),
                 "prompt_tokens_per_s": round(m.prompt_tokens_per_second, 1),

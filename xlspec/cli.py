@@ -60,11 +60,17 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run compiled plans on Ray (every plan in build/ that is not complete)")
     r.add_argument("plans", nargs="*", help="plan files (default: build/*.plan.json)")
     r.add_argument("--limit", type=_positive_int, default=None, help="only the first N items of each cell")
-    r.add_argument("--address", default=None, help="join an existing Ray cluster (default: start a local one)")
+    r.add_argument("--address", default=None, help="join an existing Ray cluster (default: the one `xlspec up` started on this machine, else a local one for this run)")
     r.add_argument("--runs-dir", default="runs", help="where results go (default: runs)")
     r.add_argument("--store", default=None, help="the shared request cache (default: <runs-dir>/.store)")
     r.add_argument("--engine", default=None, metavar="ENGINE", help="run every model that runs here on this engine (hf, vllm); models behind an API keep theirs")
     r.add_argument("--no-report", action="store_true", help="skip metrics and reports")
+
+    u = sub.add_parser("up", help="start a local Ray cluster that keeps models loaded between runs (`xlspec run` joins it)")
+    u.add_argument("--keep-loaded", type=float, default=30.0, metavar="MINUTES", help="how long a model stays loaded after its last call (default: 30)")
+    u.add_argument("--num-cpus", type=_positive_int, default=None, help="CPUs the cluster offers (default: all)")
+    u.add_argument("--num-gpus", type=int, default=None, help="GPUs the cluster offers (default: all)")
+    sub.add_parser("down", help="stop the local Ray cluster of `xlspec up` and the models it keeps")
 
     rep = sub.add_parser("report", help="recompute metrics and re-render reports from stored results")
     rep.add_argument("runs", nargs="*", help="run folders (default: every folder in runs/)")
@@ -114,6 +120,10 @@ def run_command(argv: list[str] | None = None) -> int:
             from .runtime.cli import cmd_run
 
             return cmd_run(args)
+        if args.command in ("up", "down"):
+            from .runtime.cli import cmd_down, cmd_up
+
+            return cmd_up(args) if args.command == "up" else cmd_down(args)
         if args.command == "report":
             from .runtime.cli import cmd_report
 
