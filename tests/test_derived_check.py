@@ -83,3 +83,28 @@ def test_native_country_needs_each_country_in_its_own_language(check):
     both = study(language="[en, fr]", answer="options", metrics="[agreement(language = fr - native(country))]")
     result, text = check(base + both.replace("  framing = plain", "  country = pair\n  framing = plain"))
     assert "country FR is asked in en, fr: native(country) as a contrast side needs each country asked in its own language (fr) and in no other country's" in text
+
+
+FRAMINGS = 'framing terse { en = "{question}"  fr = "{question}" }\nframing short { en = "Q: {question}"  fr = "Q : {question}" }\n'
+
+
+def three_framings(metrics: str) -> str:
+    return HEAD + FRAMINGS + study(answer="options", metrics=metrics).replace("  framing = plain\n", "  framing = [plain, terse, short]\n")
+
+
+def test_an_each_side_is_one_metric_per_value_as_if_written_out(check):
+    result, _ = check(three_framings("[kappa(framing = plain - each(others)), delta(accuracy, framing = each([short, terse]) - plain)]"))
+    written, _ = check(three_framings(
+        "[kappa(framing = plain - terse), kappa(framing = plain - short), delta(accuracy, framing = short - plain), delta(accuracy, framing = terse - plain)]"
+    ))
+    got = [(m.label, m.name, m.args) for m in result.spec.studies["main"].metrics]
+    assert got == [(m.label, m.name, m.args) for m in written.spec.studies["main"].metrics]
+    assert [m.args["pair"]["b"] for m in result.spec.studies["main"].metrics[:2]] == ["terse", "short"]
+
+
+def test_mistakes_in_an_each_side_are_located(check):
+    result, text = check(three_framings("[kappa(framing = each([plain]) - each([terse])), kappa(framing = plain - each(terse, short)), kappa(framing = plain - each([long]))]"))
+    assert result.spec is None
+    assert "each(...) goes on one side of a contrast" in text
+    assert "each(...) takes the values to compare one by one: each([fr, de]), each(others)" in text
+    assert "`long` is not a value of axis `framing` in this study" in text

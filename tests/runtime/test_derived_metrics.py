@@ -252,6 +252,28 @@ def test_no_language_effect_is_rejected_at_the_nominal_rate():
     assert gap_excludes_zero / trials > 0.5, gap_excludes_zero / trials
 
 
+def test_a_gap_between_two_languages_of_equal_accuracy_is_rejected_at_the_nominal_rate():
+    # Two languages with the same true accuracy (0.4), answers independent per item and
+    # language.  The paired tests of "no difference" (permutation, sign) reject at ~5%, and
+    # the gap's 95% interval (delta, paired by item) excludes 0 at ~5%.
+    trials, n = 200, 60
+    rejected = {"permutation_test": 0, "sign_test": 0}
+    gap_excludes_zero = 0
+    pair = {"axis": "language", "a": "en", "b": "fr"}
+    for t in range(trials):
+        rng = np.random.default_rng(7000 + t)
+        df = quiz({lang: (rng.random(n) < 0.4).astype(int).tolist() for lang in ("en", "fr")})
+        req = [{"name": name, "args": {"metric": "accuracy", "pair": pair}} for name in ("permutation_test", "sign_test", "delta")]
+        out = compute_metrics(df, req, ["model", "language"], n_boot=200, seed=t)
+        for name in rejected:
+            rejected[name] += _p(out, f"{name}(metric=accuracy, language=en-fr)") < 0.05
+        gap = one(out, "delta(metric=accuracy, language=en-fr)")
+        gap_excludes_zero += gap["ci_low"] > 0 or gap["ci_high"] < 0
+    for name, count in rejected.items():
+        assert count / trials <= 0.08, (name, count / trials)
+    assert gap_excludes_zero / trials <= 0.09, gap_excludes_zero / trials
+
+
 def test_language_effect_is_found_when_there_is_one():
     rng = np.random.default_rng(3)
     df = quiz({"en": (rng.random(80) < 0.8).astype(int).tolist(), "fr": (rng.random(80) < 0.3).astype(int).tolist()})

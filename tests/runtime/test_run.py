@@ -231,6 +231,25 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, hf_run):
     assert len(all_stored) == len(set(all_stored)) == len(reference)
 
 
+def test_the_demo_shows_its_finding(tmp_path):
+    """The whole demo, and the finding the README states: scored by log-likelihood under the
+    `question` framing, the model picks the right option far more often in English than in
+    French, Spanish or German, and the test of no language effect rejects; asked for a
+    letter, it is not above chance in any language."""
+    project = new_project(tmp_path)
+    xlspec(["compile", "specs/demo.xls"], cwd=project)
+    xlspec(["run", "build/demo.plan.json"], cwd=project)
+    metrics = pq.read_table(project / "runs" / "demo" / "metrics.parquet").to_pandas()
+    knows = metrics[(metrics.study == "knows") & (metrics.framing == "question")]
+    acc = knows[knows.metric == "accuracy"].set_index("language")["value"]
+    assert acc["en"] >= 0.85, acc
+    assert max(acc["fr"], acc["es"], acc["de"]) <= 0.45, acc
+    (effect,) = knows[knows.metric_name == "axis_effect"]["value"]
+    assert effect < 0.001
+    letters = metrics[(metrics.study == "letters") & (metrics.metric_name == "above_chance")]
+    assert len(letters) == 4 and (letters["value"] > 0.05).all(), letters[["language", "value"]]
+
+
 def test_run_on_an_existing_cluster(tmp_path):
     project = new_project(tmp_path)
     xlspec(["compile", "specs/demo.xls"], cwd=project)

@@ -15,6 +15,7 @@ Importing the registry imports neither numpy nor pandas.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from .. import ast
@@ -95,15 +96,60 @@ def resolve_metrics(
     def metric(e: ast.Expr) -> MetricSpec | None:
         return _metric(e, provides, axes, values, kinds, scores, decls, diags)
 
-    for item in items_of(s.value):
-        m = _derived(item, metric, DerivedChecker(axes, values, decls, diags, lambda x: None, attributes, numeric)) if is_derived(item, decls) else metric(item)
-        if m is not None:
-            if m.label in labels:
-                diags.error("E004", f"metric `{m.label}` is listed twice", span_of(item))
-                continue
-            labels.add(m.label)
-            out.append(m)
+    for listed in items_of(s.value):
+        derived = is_derived(listed, decls)
+        for item in [listed] if derived else _each(listed, values, diags):
+            m = _derived(item, metric, DerivedChecker(axes, values, decls, diags, lambda x: None, attributes, numeric)) if derived else metric(item)
+            if m is not None:
+                if m.label in labels:
+                    diags.error("E004", f"metric `{m.label}` is listed twice", span_of(item))
+                    continue
+                labels.add(m.label)
+                out.append(m)
     return out
+
+
+def _each(item: ast.Expr, values: dict[str, list], diags: Diagnostics) -> list[ast.Expr]:
+    """``metric(..., axis = a - each([b, c]))`` is one metric per value, as if written
+    ``axis = a - b`` and ``axis = a - c``; ``each(others)`` takes every value of the axis
+    not on the other side.  (A list side without ``each`` pools the values' answers.)"""
+    if not isinstance(item, ast.Call):
+        return [item]
+    for i, arg in enumerate(item.args):
+        if not (isinstance(arg, ast.KwArg) and isinstance(arg.value, ast.BinOp) and arg.value.op == "-"):
+            continue
+        sides = (arg.value.left, arg.value.right)
+        which = [k for k, x in enumerate(sides) if isinstance(x, ast.Call) and x.func.text == "each"]
+        if not which:
+            continue
+        if len(which) == 2:
+            diags.error("E008", "each(...) goes on one side of a contrast: language = en - each([fr, de])", span_of(arg.value))
+            return []
+        k = which[0]
+        call, other = sides[k], sides[1 - k]
+        if len(call.args) != 1 or isinstance(call.args[0], ast.KwArg):
+            diags.error("E008", "each(...) takes the values to compare one by one: each([fr, de]), each(others)", span_of(call))
+            return []
+        inner = call.args[0]
+        axis = arg.name.text
+        if isinstance(inner, ast.ListExpr):
+            members = list(inner.items)
+        elif isinstance(inner, ast.Ref) and inner.is_name and inner.parts[0].text == "others" and "others" not in [str(v) for v in values.get(axis, [])]:
+            known = [str(v) for v in values.get(axis, [])]
+            if not known:
+                diags.error("E008", f"each(others) needs the values of `{axis}`, which are numbers here: name them", span_of(inner), hint="each([1, 5])")
+                return []
+            taken = {x.parts[0].text for x in (other.items if isinstance(other, ast.ListExpr) else [other]) if isinstance(x, ast.Ref) and x.is_name}
+            members = [ast.Ref(parts=(ast.Ident(v, inner.span),), span=inner.span) for v in known if v not in taken]
+        else:
+            members = [inner]
+        out: list[ast.Expr] = []
+        for member in members:
+            left, right = (member, other) if k == 0 else (other, member)
+            one = replace(arg, value=replace(arg.value, left=left, right=right))
+            out += _each(replace(item, args=(*item.args[:i], one, *item.args[i + 1 :])), values, diags)
+        return out
+    return [item]
 
 
 def _derived(e: ast.Expr, metric: Callable[[ast.Expr], MetricSpec | None], checker: DerivedChecker) -> MetricSpec | None:
