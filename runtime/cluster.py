@@ -126,6 +126,14 @@ def exists(ray, name: str) -> bool:
     return True
 
 
+def wait_gone(ray, names: list[str], timeout: float = 10.0) -> None:
+    """Wait until the cluster no longer knows these kept actors (a killed actor's name is
+    freed shortly after), so that creating them again makes new ones."""
+    deadline = time.monotonic() + timeout
+    while any(exists(ray, n) for n in names) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def plan_name(kept: str) -> str:
     """The plan's name for a model from its kept actor's name."""
     return kept.rsplit("-", 2)[0].removeprefix(KEPT_PREFIX)

@@ -1042,9 +1042,18 @@ def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: J
             if keep and attempt == 1:
                 # A kept model can be released (its idle time ran out) just as this run
                 # found it: load it once more.
+                cluster.wait_gone(ray, names)
                 loaded = False
                 continue
             ready = [(0.0, _cause(e), False)]
+        if keep and attempt == 1 and any(err and kept for _s, err, kept in ready):
+            # A kept model whose load failed in an earlier run (stopped before it saw the
+            # error): release it and load it afresh, rather than report an old error.
+            for a in actors:
+                ray.kill(a, no_restart=True)
+            cluster.wait_gone(ray, names)
+            loaded = False
+            continue
         break
     failed = next((err for _s, err, _kept in ready if err), None)
     if failed:

@@ -30,7 +30,7 @@ def served_name(source: str) -> str:
 
 def command(source: str = DEFAULT_SOURCE, port: int = DEFAULT_PORT, extra: list[str] | None = None) -> list[str]:
     """The command line that serves ``source`` on 127.0.0.1:``port`` (resolving it first)."""
-    from .engines.common import cpu_prefers_float32
+    from .engines.common import cpu_auto_dtype
     from .models import resolve_model
 
     path = str(resolve_model(source))
@@ -47,9 +47,9 @@ def command(source: str = DEFAULT_SOURCE, port: int = DEFAULT_PORT, extra: list[
     except Exception:  # noqa: BLE001 - vLLM missing: the server says so when it starts
         on_cpu = True
     if on_cpu:
-        # as the in-process vllm engine does on a CPU: no torch.compile warm-up, float32
-        # where bfloat16 math is slow
-        cmd += ["--enforce-eager"] + (["--dtype", "float32"] if cpu_prefers_float32() else [])
+        # as the in-process vllm engine does on a CPU: no torch.compile warm-up, and `auto`
+        # as every engine reads it there
+        cmd += ["--enforce-eager", "--dtype", cpu_auto_dtype(path)]
     return cmd + list(extra or [])
 
 

@@ -10,6 +10,7 @@ does not import torch.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -391,3 +392,29 @@ def cpu_prefers_float32() -> bool:
     import torch
 
     return not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def checkpoint_dtype(path) -> str | None:
+    """The dtype a checkpoint's ``config.json`` records (``dtype``, or ``torch_dtype`` in
+    older files), or None where it records none."""
+    import os
+
+    try:
+        with open(os.path.join(str(path), "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    found = config.get("dtype") or config.get("torch_dtype")
+    return str(found).removeprefix("torch.") if found else None
+
+
+def cpu_auto_dtype(path) -> str:
+    """What ``dtype = auto`` runs in on a CPU, for every engine alike: the checkpoint's own
+    dtype (float32 where it records none), except bfloat16 on CPUs without bfloat16 math,
+    which runs in float32.  (vLLM's own ``auto`` turns a float32 checkpoint into bfloat16 on
+    every x86 CPU: its answers then differ from the hf engine's by up to 0.1 in a
+    log-probability, and from one run to the next with the batch.)"""
+    saved = checkpoint_dtype(path) or "float32"
+    if saved == "bfloat16" and cpu_prefers_float32():
+        return "float32"
+    return saved

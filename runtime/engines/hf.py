@@ -70,17 +70,18 @@ class HFEngine:
 
     def _dtype(self, path):
         """``auto`` keeps the checkpoint's dtype, except float32 checkpoints on a GPU run in
-        bfloat16 (as vLLM does) and bfloat16 ones on a CPU without bfloat16 math run in
-        float32 (an order of magnitude faster there)."""
+        bfloat16 (as vLLM does); on a CPU it is :func:`common.cpu_auto_dtype` (bfloat16
+        checkpoints on a CPU without bfloat16 math run in float32, an order of magnitude
+        faster there)."""
         if self.model_spec.dtype != "auto":
             return getattr(torch, self.model_spec.dtype)
         from transformers import AutoConfig
 
+        if self.device.type == "cpu":
+            return getattr(torch, common.cpu_auto_dtype(path))
         saved = AutoConfig.from_pretrained(path).dtype
         if self.device.type == "cuda" and saved in (torch.float32, "float32"):
             return torch.bfloat16
-        if self.device.type == "cpu" and common.cpu_prefers_float32():
-            return torch.float32
         return "auto"
 
     def run(self, batch: list[EngineRequest]) -> list[EngineResult]:

@@ -57,7 +57,7 @@ class VLLMEngine:
             tokenizer=path,
             tensor_parallel_size=model.tensor_parallel,
             max_model_len=model.max_model_len,
-            dtype=_dtype(model.dtype, on_cpu),
+            dtype=_dtype(model.dtype, on_cpu, path),
             enable_prefix_caching=True,
             # torch.compile warm-up takes minutes on a CPU for little gain there
             enforce_eager=on_cpu,
@@ -201,12 +201,13 @@ def _counting_bar(progress, per_request: int):
     return CountingBar
 
 
-def _dtype(dtype: str, on_cpu: bool) -> str:
-    """vLLM's ``auto`` turns a float32 checkpoint into bfloat16 on every x86 CPU, which runs
-    10x slower on CPUs without bfloat16 math (measured: 8 vs 86 tokens/s); keep float32
-    there."""
-    if dtype == "auto" and on_cpu and common.cpu_prefers_float32():
-        return "float32"
+def _dtype(dtype: str, on_cpu: bool, path: str) -> str:
+    """On a CPU, ``auto`` is :func:`common.cpu_auto_dtype`, as for the hf engine: vLLM's own
+    ``auto`` turns a float32 checkpoint into bfloat16 on every x86 CPU, which runs 10x slower
+    on CPUs without bfloat16 math (measured: 8 vs 86 tokens/s) and, on CPUs with it, gives
+    answers that differ from the hf engine's and from one run to the next."""
+    if dtype == "auto" and on_cpu:
+        return common.cpu_auto_dtype(path)
     return dtype
 
 

@@ -66,6 +66,39 @@ def test_the_keep_time_is_the_cluster_label():
     assert cluster.kept_seconds(FakeRay([{"Alive": True, "Labels": {label: "soon"}}])) is None
 
 
+def test_a_kept_model_whose_load_failed_is_loaded_afresh(ray_cluster, tmp_path, monkeypatch):
+    """A kept actor whose load failed in an earlier run that stopped before it saw the error
+    (Ctrl-C during the load) is not reported with its old error: the next run releases it
+    and loads the model again."""
+    import io
+
+    from support import fake_engine
+    from support.projects import new_project
+    from xlspec.runtime.scheduler import Progress, _actor_class, run_plan
+
+    ray = ray_cluster
+    flag = tmp_path / "cannot-load"
+    flag.write_text("", encoding="utf-8")
+    engine = fake_engine.load_fails_while(str(flag))
+    name = "model-m-test-0"
+    monkeypatch.setattr(cluster, "kept_seconds", lambda ray: 60.0)
+    monkeypatch.setattr(cluster, "kept_name", lambda *args: name)
+    project = new_project(tmp_path / "p")
+    plan, path = project.compile()
+    info = __import__("xlspec.runtime.engines.base", fromlist=["ENGINES"]).ENGINES[engine]
+    stale = _actor_class(ray).options(name=name, namespace=cluster.KEPT_NAMESPACE, lifetime="detached", num_cpus=0).remote(info, EngineConfig(name="m", model=plan.models["m"]), None, 60.0)
+    try:
+        assert ray.get(stale.ready.remote())[1].startswith("RuntimeError: cannot load")
+        flag.unlink()  # fixed: the model loads now
+        log = io.StringIO()
+        report = run_plan(path, str(project.runs), engine_override=engine, progress=Progress(log))
+        assert report.complete, log.getvalue()
+        assert "[m] loaded in" in log.getvalue() and "could not load" not in log.getvalue()
+    finally:
+        for kept in cluster.kept_actors(ray):
+            ray.kill(ray.get_actor(kept, namespace=cluster.KEPT_NAMESPACE), no_restart=True)
+
+
 # ---- on a real cluster ---------------------------------------------------------------------
 
 CACHE = os.environ.get("XLSPEC_TEST_CACHE", os.path.join(ROOT, ".xlspec-cache"))

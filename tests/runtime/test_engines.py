@@ -91,6 +91,28 @@ def test_fake_engine_is_registered_and_deterministic():
     assert again[1].error is None
 
 
+@pytest.mark.parametrize(
+    ("recorded", "bf16_math", "runs_in"),
+    [
+        ({"dtype": "float32"}, True, "float32"),  # vLLM's own auto would run bfloat16 here
+        ({"torch_dtype": "bfloat16"}, True, "bfloat16"),
+        ({"dtype": "bfloat16"}, False, "float32"),  # 10x faster without bfloat16 math
+        ({}, True, "float32"),
+    ],
+)
+def test_auto_dtype_on_a_cpu_is_one_rule_for_every_engine(tmp_path, monkeypatch, recorded, bf16_math, runs_in):
+    import json
+
+    from xlspec.runtime.engines import vllm_engine
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", **recorded}), encoding="utf-8")
+    monkeypatch.setattr(common, "cpu_prefers_float32", lambda: not bf16_math)
+    assert common.cpu_auto_dtype(tmp_path) == runs_in
+    assert vllm_engine._dtype("auto", True, str(tmp_path)) == runs_in
+    assert vllm_engine._dtype("bfloat16", True, str(tmp_path)) == "bfloat16"  # declared: kept
+    assert vllm_engine._dtype("auto", False, str(tmp_path)) == "auto"  # a GPU: vLLM's own rule
+
+
 def test_a_failing_group_is_retried_one_by_one():
     """When the model call for a group raises, its halves are retried down to single
     requests, so only the one that fails alone carries the error (the others still get

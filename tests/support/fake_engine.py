@@ -115,6 +115,22 @@ def failing(marker: str) -> str:
     return name
 
 
+def _load_unless(path: str, config: EngineConfig) -> FakeEngine:
+    import os
+
+    if os.path.exists(path):
+        raise RuntimeError(f"cannot load while {path} exists")
+    return FakeEngine(config)
+
+
+def load_fails_while(path: str) -> str:
+    """An engine whose load fails while the file ``path`` exists (a model that cannot load
+    until something is fixed), registered on first use; it computes as ``fake``."""
+    name = "fake-loadfail-" + hashlib.sha256(path.encode()).hexdigest()[:8]
+    _register(name, f"the fake engine, failing to load while {path} exists", functools.partial(_load_unless, path), computes_as="fake")
+    return name
+
+
 def twin() -> str:
     """An engine that answers as ``fake`` does but is another engine (its answers are its
     own), registered on first use."""
