@@ -8,8 +8,8 @@ settings finds it loaded, so neither Ray's start nor the model's load is on its 
 actor's name is a hash of everything its answers depend on (the model as the plan records
 it, the engine and its settings, the forwarded environment, the local weights' files and
 xlspec's own code), so a changed model, setting or xlspec never reuses a stale one.  An
-idle actor exits after the label's time; a run that needs the CPUs or GPUs a kept model
-holds releases it first.  ``xlspec down`` stops the cluster.
+idle actor exits after the label's time; a run that needs the CPUs or GPUs kept models hold
+releases the idle ones first (see :func:`release_for`).  ``xlspec down`` stops the cluster.
 """
 
 from __future__ import annotations
