@@ -62,6 +62,12 @@ DRIVER_ENV = ("XLSPEC_PLAIN_PROGRESS", "XLSPEC_RAY_LOGS", "XLSPEC_CHUNK", "XLSPE
 """Forwarded variables that change nothing an engine answers (not part of a kept model's name)."""
 
 
+def forwarded_env(answers_only: bool = False) -> dict[str, str]:
+    """The variables a run hands to its engine actors (``FORWARDED_ENV``); ``answers_only``
+    leaves out those only the driver reads (``DRIVER_ENV``)."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(FORWARDED_ENV) and not (answers_only and k.startswith(DRIVER_ENV))}
+
+
 class RunError(Exception):
     """A run that cannot start (Ray unreachable, a bad setting in the environment): one line."""
 
@@ -632,7 +638,7 @@ def _ray_init(address: str | None):
     _auth_env()
     import ray
 
-    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
+    env = forwarded_env()
     started = time.perf_counter()
     if not ray.is_initialized():
         # Worker output (model loading chatter, an engine's own tracebacks) stays in Ray's
@@ -1015,8 +1021,7 @@ def _compute(ray, config: EngineConfig, pending: list[EngineRequest], journal: J
     if keep:
         # Kept from one run to the next (see runtime/cluster.py): named by what the answers
         # depend on, detached from this driver, gone after `keep` idle seconds.
-        env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(FORWARDED_ENV) and not k.startswith(DRIVER_ENV)}
-        names = [cluster.kept_name(config, info.name, options, threads, env, i) for i in range(replicas)]
+        names = [cluster.kept_name(config, info.name, options, threads, forwarded_env(answers_only=True), i) for i in range(replicas)]
         loaded = all(cluster.exists(ray, n) for n in names)
     if info.local and not (keep and loaded):
         progress.line(f"[{config.name}] loading {config.model.source} on {config.model.engine} ({replicas} replica{'s' if replicas > 1 else ''}, {'%d GPU each' % tp if gpus else 'CPU'})")

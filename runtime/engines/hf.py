@@ -75,12 +75,9 @@ class HFEngine:
         faster there)."""
         if self.model_spec.dtype != "auto":
             return getattr(torch, self.model_spec.dtype)
-        from transformers import AutoConfig
-
         if self.device.type == "cpu":
             return getattr(torch, common.cpu_auto_dtype(path))
-        saved = AutoConfig.from_pretrained(path).dtype
-        if self.device.type == "cuda" and saved in (torch.float32, "float32"):
+        if self.device.type == "cuda" and common.checkpoint_dtype(path) == "float32":
             return torch.bfloat16
         return "auto"
 
